@@ -1,0 +1,99 @@
+//! [`Db`]: an opened metadata engine with its limits and retry policy; the
+//! handle the metadata layer holds.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::url::MetaUrl;
+use super::{retry, Engine, FaultConfig, FaultyEngine, KvResult, Limits, RetryPolicy, Txn};
+
+/// How to open a [`Db`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbOptions {
+    /// Enforce the tightest limits of every engine (see [`Limits::STRICT`]),
+    /// so that a test here fails the way a cluster would.
+    pub strict_limits: bool,
+    pub retry: RetryPolicy,
+    /// Inject faults at commit and read (tests only).
+    pub faults: Option<FaultConfig>,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    engine: Arc<dyn Engine>,
+    limits: Limits,
+    retry: RetryPolicy,
+}
+
+impl Db {
+    pub fn new(engine: Arc<dyn Engine>, options: DbOptions) -> Db {
+        let engine: Arc<dyn Engine> = match options.faults {
+            Some(faults) => Arc::new(FaultyEngine::new(engine, faults)),
+            None => engine,
+        };
+        let limits = if options.strict_limits {
+            engine.limits().min(Limits::STRICT)
+        } else {
+            engine.limits()
+        };
+        Db {
+            engine,
+            limits,
+            retry: options.retry,
+        }
+    }
+
+    /// Opens the engine a metadata URL names.
+    pub fn open(url: &MetaUrl, options: DbOptions) -> KvResult<Db> {
+        Ok(Db::new(super::url::open_engine(url)?, options))
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// The limits in force (the engine's, or the strict ones).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// A single transaction attempt, without retries.
+    pub async fn begin(&self) -> KvResult<Txn> {
+        self.begin_attempt(false).await
+    }
+
+    pub(crate) async fn begin_attempt(&self, after_maybe_committed: bool) -> KvResult<Txn> {
+        let engine_txn = self.engine.begin().await?;
+        Ok(Txn::new(engine_txn, self.engine.name(), self.limits, after_maybe_committed))
+    }
+
+    /// Runs `body` as one transaction, retried on conflicts and transient
+    /// errors until the policy's deadline. `MaybeCommitted` is returned, not
+    /// retried: use [`Db::run_idempotent`] when applying twice is harmless,
+    /// or check [`Txn::after_maybe_committed`].
+    pub async fn run<T, F, Fut>(&self, name: &str, body: F) -> KvResult<T>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = KvResult<T>>,
+    {
+        retry::run(self, name, false, body).await
+    }
+
+    /// As [`Db::run`], and also retried after `MaybeCommitted`.
+    pub async fn run_idempotent<T, F, Fut>(&self, name: &str, body: F) -> KvResult<T>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = KvResult<T>>,
+    {
+        retry::run(self, name, true, body).await
+    }
+
+    /// Makes every acknowledged commit durable against power loss.
+    pub async fn sync(&self) -> KvResult<()> {
+        self.engine.sync().await
+    }
+}

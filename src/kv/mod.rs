@@ -1,0 +1,36 @@
+//! The ordered, transactional key-value contract that every metadata engine
+//! honours, and the engines themselves.
+//!
+//! The contract is the strongest that all engines can give: optimistic
+//! serializable transactions with read-your-writes, reads at a fixed snapshot,
+//! tracked reads (conflict on change) and snapshot reads (no conflict),
+//! ordered range scans with limits and paging, explicit read-conflict ranges
+//! and atomic add.
+//!
+//! Engines implement only the small [`Engine`] / [`EngineTxn`] pair: snapshot
+//! reads and an atomic commit of a write set guarded by a read-conflict set.
+//! Everything shared (write buffering, read-your-writes, limits, retries) lives
+//! above the trait, in [`Txn`] and [`Db`], once.
+
+mod db;
+mod error;
+mod faults;
+pub mod local;
+mod mem;
+mod resolver;
+mod retry;
+mod txn;
+mod types;
+pub mod url;
+
+pub use db::{Db, DbOptions};
+pub use error::{KvError, KvResult};
+pub use faults::{FaultConfig, FaultyEngine};
+pub use mem::MemEngine;
+pub use retry::RetryPolicy;
+pub use txn::Txn;
+pub use types::{
+    decode_counter, encode_counter, CommitRequest, Engine, EngineTxn, Key, KeyRange, Limits,
+    Mutation, Page, Value,
+};
+pub use url::MetaUrl;

@@ -1,0 +1,101 @@
+//! The one retry runner: every logical transaction runs through it,
+//! whatever the engine. Exponential backoff with full jitter, bounded by a
+//! deadline; gives up with an error that says how long it tried and why.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use super::{Db, KvError, KvResult, Txn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total time a logical transaction may take, retries included.
+    pub deadline: Duration,
+    pub max_attempts: u32,
+    /// First backoff ceiling; doubles per attempt up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 30 s: longer than an etcd leader election or a Redis failover, short
+    /// enough that a stuck FUSE request comes back with an error.
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(30),
+            max_attempts: 10_000,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Random wait before attempt `attempt + 1` ("full jitter").
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max_backoff);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Runs `body` in a fresh transaction and commits, retrying on retryable
+/// errors. `MaybeCommitted` is retried only when `idempotent`; otherwise it
+/// is returned to the caller, who alone knows whether applying twice is safe.
+pub(crate) async fn run<T, F, Fut>(db: &Db, name: &str, idempotent: bool, mut body: F) -> KvResult<T>
+where
+    F: FnMut(Txn) -> Fut,
+    Fut: Future<Output = KvResult<T>>,
+{
+    let policy = db.retry_policy();
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    let mut after_maybe_committed = false;
+    loop {
+        attempts += 1;
+        let result = async {
+            let txn = db.begin_attempt(after_maybe_committed).await?;
+            let value = body(txn.clone()).await?;
+            txn.commit().await?;
+            Ok(value)
+        }
+        .await;
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(KvError::MaybeCommitted(msg)) if idempotent => {
+                after_maybe_committed = true;
+                KvError::MaybeCommitted(msg)
+            }
+            Err(e) if e.is_retryable() => e,
+            Err(e) => return Err(e),
+        };
+        let wait = policy.backoff(attempts);
+        if attempts >= policy.max_attempts || started.elapsed() + wait >= policy.deadline {
+            tracing::warn!(txn = name, attempts, error = %error, "giving up on transaction");
+            return Err(KvError::GaveUp {
+                attempts,
+                elapsed: started.elapsed(),
+                deadline: policy.deadline,
+                last: Box::new(error),
+            });
+        }
+        tracing::debug!(txn = name, attempts, error = %error, wait_us = wait.as_micros() as u64, "retrying transaction");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_ceiling() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..40 {
+            assert!(policy.backoff(attempt) <= policy.max_backoff);
+        }
+        assert!(policy.backoff(1) <= policy.initial_backoff);
+    }
+}

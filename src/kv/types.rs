@@ -1,0 +1,252 @@
+//! Types of the KV contract and the two traits an engine implements.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::KvResult;
+
+pub type Key = Vec<u8>;
+pub type Value = Vec<u8>;
+
+/// A half-open key range `[start, end)`; `end: None` means "to the end of the
+/// key space". Keys compare as unsigned bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRange {
+    pub start: Key,
+    pub end: Option<Key>,
+}
+
+impl KeyRange {
+    pub fn new(start: impl Into<Key>, end: impl Into<Key>) -> Self {
+        KeyRange {
+            start: start.into(),
+            end: Some(end.into()),
+        }
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        KeyRange {
+            start: prefix.to_vec(),
+            end: prefix_end(prefix),
+        }
+    }
+
+    /// The range holding exactly `key`.
+    pub fn point(key: &[u8]) -> Self {
+        KeyRange {
+            start: key.to_vec(),
+            end: Some(key_after(key)),
+        }
+    }
+
+    /// All keys from `start` to the end of the key space.
+    pub fn from(start: impl Into<Key>) -> Self {
+        KeyRange {
+            start: start.into(),
+            end: None,
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end.as_deref().is_some_and(|end| end <= self.start.as_slice())
+    }
+
+    /// As `std::ops::Bound`s, for `BTreeMap::range` and friends.
+    pub fn bounds(&self) -> (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) {
+        use std::ops::Bound;
+        let end = match &self.end {
+            Some(end) => Bound::Excluded(end.as_slice()),
+            None => Bound::Unbounded,
+        };
+        (Bound::Included(self.start.as_slice()), end)
+    }
+}
+
+/// The smallest key greater than `key`.
+pub fn key_after(key: &[u8]) -> Key {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+/// The first key after every key starting with `prefix`; `None` if there is
+/// none (the prefix is empty or all 0xFF).
+pub fn prefix_end(prefix: &[u8]) -> Option<Key> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// One page of a range scan. `next` is the rest of the range when the page
+/// stopped at its limit: scanning it continues exactly where this page ended,
+/// in the same or a later transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub entries: Vec<(Key, Value)>,
+    pub next: Option<KeyRange>,
+}
+
+/// A buffered write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    Put(Value),
+    Delete,
+    /// Add a signed delta to a counter (8-byte little-endian i64, missing = 0).
+    /// Does not read the key, so it never conflicts.
+    Add(i64),
+}
+
+/// Counters are 8-byte little-endian two's complement, as FoundationDB's
+/// atomic ADD expects.
+pub fn encode_counter(value: i64) -> Value {
+    value.to_le_bytes().to_vec()
+}
+
+/// Decodes a counter; shorter values are zero-extended (as FoundationDB does).
+pub fn decode_counter(bytes: &[u8]) -> i64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    i64::from_le_bytes(buf)
+}
+
+/// What a transaction asks an engine to commit: its writes, applied
+/// atomically, only if no key in `read_conflicts` was written by another
+/// transaction since this one's snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    /// Sorted by key, one mutation per key.
+    pub mutations: Vec<(Key, Mutation)>,
+    /// Sorted, non-overlapping.
+    pub read_conflicts: Vec<KeyRange>,
+}
+
+/// Limits an engine declares. The transaction layer enforces them before
+/// anything is sent, so a transaction over a limit fails whole with
+/// `TooLarge` and is never split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// Mutations in one commit; read-conflict entries count separately
+    /// against the same number (etcd limits compares and ops alike).
+    pub max_txn_ops: usize,
+    /// Keys and values written plus conflict keys, in bytes.
+    pub max_txn_bytes: usize,
+    pub max_txn_duration: Duration,
+}
+
+impl Limits {
+    /// No practical limit (in-process engines).
+    pub const UNLIMITED: Limits = Limits {
+        max_key_bytes: usize::MAX,
+        max_value_bytes: usize::MAX,
+        max_txn_ops: usize::MAX,
+        max_txn_bytes: usize::MAX,
+        max_txn_duration: Duration::from_secs(3600),
+    };
+
+    /// The tightest limits of all engines we support, so tests on one machine
+    /// catch what would fail on a cluster: FoundationDB's 10,000-byte keys,
+    /// 100,000-byte values, 10 MB and 5 s per transaction; etcd's default
+    /// `--max-txn-ops` of 128 and its 1.5 MiB request limit.
+    pub const STRICT: Limits = Limits {
+        max_key_bytes: 10_000,
+        max_value_bytes: 100_000,
+        max_txn_ops: 128,
+        max_txn_bytes: 1536 * 1024,
+        max_txn_duration: Duration::from_secs(5),
+    };
+
+    /// The tighter of two sets of limits, field by field.
+    pub fn min(self, other: Limits) -> Limits {
+        Limits {
+            max_key_bytes: self.max_key_bytes.min(other.max_key_bytes),
+            max_value_bytes: self.max_value_bytes.min(other.max_value_bytes),
+            max_txn_ops: self.max_txn_ops.min(other.max_txn_ops),
+            max_txn_bytes: self.max_txn_bytes.min(other.max_txn_bytes),
+            max_txn_duration: self.max_txn_duration.min(other.max_txn_duration),
+        }
+    }
+}
+
+/// A metadata engine: begins transactions at a snapshot.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Short engine name for logs and errors (`mem`, `fjall`, `etcd`, ...).
+    fn name(&self) -> &'static str;
+    fn limits(&self) -> Limits;
+    /// Starts a transaction reading at a consistent snapshot.
+    async fn begin(&self) -> KvResult<Box<dyn EngineTxn>>;
+    /// Makes every acknowledged commit durable against power loss.
+    async fn sync(&self) -> KvResult<()>;
+}
+
+/// One engine transaction: snapshot reads, then at most one commit.
+/// Reads see only what was committed before the snapshot; conflict tracking
+/// is declared wholesale at commit time.
+#[async_trait]
+pub trait EngineTxn: Send {
+    async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>>;
+
+    async fn batch_get(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+
+    /// Up to `limit` entries of `range` in key order (descending if
+    /// `reverse`).
+    async fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> KvResult<Vec<(Key, Value)>>;
+
+    /// Applies `request.mutations` atomically if nothing in
+    /// `request.read_conflicts` changed since the snapshot; otherwise
+    /// `Conflict` and nothing is applied.
+    async fn commit(self: Box<Self>, request: CommitRequest) -> KvResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_skips_trailing_ff() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[0x01, 0xFF]), Some(vec![0x02]));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(prefix_end(&[]), None);
+    }
+
+    #[test]
+    fn counters_round_trip_and_zero_extend() {
+        assert_eq!(decode_counter(&encode_counter(-5)), -5);
+        assert_eq!(decode_counter(&[1]), 1);
+        assert_eq!(decode_counter(&[]), 0);
+    }
+
+    #[test]
+    fn range_contains_respects_half_open_bounds() {
+        let r = KeyRange::new(b"b".to_vec(), b"d".to_vec());
+        assert!(r.contains(b"b") && r.contains(b"c\xff") && !r.contains(b"d") && !r.contains(b"a"));
+        assert!(KeyRange::from(vec![0xFF]).contains(&[0xFF, 0xFF]));
+    }
+}
