@@ -14,6 +14,9 @@ struct Cli {}
 
 fn main() {
     Cli::parse();
-    eprintln!("jfs {}: no commands in this version yet; see `jfs --help`", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "jfs {}: no commands in this version yet; see `jfs --help`",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::exit(2);
 }

@@ -68,7 +68,12 @@ impl Db {
 
     pub(crate) async fn begin_attempt(&self, after_maybe_committed: bool) -> KvResult<Txn> {
         let engine_txn = self.engine.begin().await?;
-        Ok(Txn::new(engine_txn, self.engine.name(), self.limits, after_maybe_committed))
+        Ok(Txn::new(
+            engine_txn,
+            self.engine.name(),
+            self.limits,
+            after_maybe_committed,
+        ))
     }
 
     /// Runs `body` as one transaction, retried on conflicts and transient

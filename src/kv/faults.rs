@@ -115,7 +115,12 @@ impl EngineTxn for FaultyTxn {
         self.inner.get(key).await
     }
 
-    async fn scan(&mut self, range: &KeyRange, limit: usize, reverse: bool) -> KvResult<Vec<(Key, Value)>> {
+    async fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> KvResult<Vec<(Key, Value)>> {
         if self.inject(self.config.read_transient) {
             return Err(KvError::Transient("injected scan fault".into()));
         }
@@ -136,7 +141,9 @@ impl EngineTxn for FaultyTxn {
         let applied = self.inject(c.maybe_committed_applied);
         self.inner.commit(request).await?;
         if applied {
-            return Err(KvError::MaybeCommitted("injected: commit applied, reply lost".into()));
+            return Err(KvError::MaybeCommitted(
+                "injected: commit applied, reply lost".into(),
+            ));
         }
         Ok(())
     }

@@ -82,7 +82,12 @@ impl LocalStore for SharedMemStore {
             .and_then(|(_, v)| v.clone()))
     }
 
-    fn apply(&self, version: u64, oldest_reader: Option<u64>, writes: &[(Key, Option<Value>)]) -> KvResult<()> {
+    fn apply(
+        &self,
+        version: u64,
+        oldest_reader: Option<u64>,
+        writes: &[(Key, Option<Value>)],
+    ) -> KvResult<()> {
         let mut data = self.data.write().unwrap_or_else(|p| p.into_inner());
         for (key, value) in writes {
             let versions = data.entry(key.clone()).or_default();
@@ -141,7 +146,11 @@ mod tests {
 
     #[test]
     fn trim_keeps_the_version_the_oldest_reader_sees() {
-        let mut v = vec![(1, Some(b"a".to_vec())), (3, Some(b"b".to_vec())), (5, None)];
+        let mut v = vec![
+            (1, Some(b"a".to_vec())),
+            (3, Some(b"b".to_vec())),
+            (5, None),
+        ];
         trim(&mut v, Some(4));
         assert_eq!(v, vec![(3, Some(b"b".to_vec())), (5, None)]);
         trim(&mut v, None);

@@ -19,7 +19,7 @@ pub mod local;
 mod mem;
 mod resolver;
 mod retry;
-mod txn;
+pub mod txn;
 mod types;
 pub mod url;
 

@@ -128,9 +128,15 @@ mod tests {
             r.check(reader, &[KeyRange::prefix(b"k")]),
             ConflictCheck::Conflict(b"k".to_vec())
         );
-        assert_eq!(r.check(reader, &[KeyRange::prefix(b"j")]), ConflictCheck::Clear);
+        assert_eq!(
+            r.check(reader, &[KeyRange::prefix(b"j")]),
+            ConflictCheck::Clear
+        );
         let later = r.begin();
-        assert_eq!(r.check(later, &[KeyRange::prefix(b"k")]), ConflictCheck::Clear);
+        assert_eq!(
+            r.check(later, &[KeyRange::prefix(b"k")]),
+            ConflictCheck::Clear
+        );
         r.release(reader);
         r.release(later);
         assert_eq!(r.history_len(), 0);

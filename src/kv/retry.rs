@@ -44,7 +44,12 @@ impl RetryPolicy {
 /// Runs `body` in a fresh transaction and commits, retrying on retryable
 /// errors. `MaybeCommitted` is retried only when `idempotent`; otherwise it
 /// is returned to the caller, who alone knows whether applying twice is safe.
-pub(crate) async fn run<T, F, Fut>(db: &Db, name: &str, idempotent: bool, mut body: F) -> KvResult<T>
+pub(crate) async fn run<T, F, Fut>(
+    db: &Db,
+    name: &str,
+    idempotent: bool,
+    mut body: F,
+) -> KvResult<T>
 where
     F: FnMut(Txn) -> Fut,
     Fut: Future<Output = KvResult<T>>,

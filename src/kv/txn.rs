@@ -10,7 +10,9 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use super::types::{decode_counter, encode_counter, key_after};
-use super::{CommitRequest, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Page, Value};
+use super::{
+    CommitRequest, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Page, Value,
+};
 
 /// Options of a range scan.
 #[derive(Debug, Clone, Copy)]
@@ -201,7 +203,12 @@ impl Txn {
     /// Every entry of `range`, fetched in pages of `page_size` inside this
     /// one transaction. For long jobs, page across transactions with
     /// [`Page::next`] instead.
-    pub async fn scan_all(&self, range: &KeyRange, page_size: usize, snapshot: bool) -> KvResult<Vec<(Key, Value)>> {
+    pub async fn scan_all(
+        &self,
+        range: &KeyRange,
+        page_size: usize,
+        snapshot: bool,
+    ) -> KvResult<Vec<(Key, Value)>> {
         let mut all = Vec::new();
         let mut next = Some(range.clone());
         while let Some(range) = next {
@@ -246,7 +253,9 @@ impl Txn {
         let merged = match buffer.writes.remove(&key) {
             None => Mutation::Add(delta),
             Some(Mutation::Add(d)) => Mutation::Add(d.wrapping_add(delta)),
-            Some(Mutation::Put(v)) => Mutation::Put(encode_counter(decode_counter(&v).wrapping_add(delta))),
+            Some(Mutation::Put(v)) => {
+                Mutation::Put(encode_counter(decode_counter(&v).wrapping_add(delta)))
+            }
             Some(Mutation::Delete) => Mutation::Put(encode_counter(delta)),
         };
         buffer.writes.insert(key, merged);
@@ -283,7 +292,9 @@ impl Txn {
     }
 
     async fn read_one(&self, key: &[u8], tracked: bool) -> KvResult<Option<Value>> {
-        let values = self.read_many(std::slice::from_ref(&key.to_vec()), tracked).await?;
+        let values = self
+            .read_many(std::slice::from_ref(&key.to_vec()), tracked)
+            .await?;
         Ok(values.into_iter().next().flatten())
     }
 
@@ -332,9 +343,11 @@ impl Txn {
                 None => {
                     let base = fetched.next().flatten();
                     match buffer.writes.get(key) {
-                        Some(Mutation::Add(delta)) => {
-                            Some(encode_counter(base.as_deref().map_or(0, decode_counter).wrapping_add(*delta)))
-                        }
+                        Some(Mutation::Add(delta)) => Some(encode_counter(
+                            base.as_deref()
+                                .map_or(0, decode_counter)
+                                .wrapping_add(*delta),
+                        )),
                         _ => base,
                     }
                 }
@@ -344,9 +357,15 @@ impl Txn {
 
     /// Merges engine entries with this transaction's writes inside `covered`,
     /// where the engine returned every key it has.
-    fn overlay(&self, fetched: Vec<(Key, Value)>, covered: &KeyRange, reverse: bool) -> Vec<(Key, Value)> {
+    fn overlay(
+        &self,
+        fetched: Vec<(Key, Value)>,
+        covered: &KeyRange,
+        reverse: bool,
+    ) -> Vec<(Key, Value)> {
         let buffer = self.lock_buffer();
-        let mut own: Vec<(&Key, &Mutation)> = buffer.writes.range::<[u8], _>(covered.bounds()).collect();
+        let mut own: Vec<(&Key, &Mutation)> =
+            buffer.writes.range::<[u8], _>(covered.bounds()).collect();
         if own.is_empty() {
             return fetched;
         }
@@ -420,14 +439,28 @@ impl Txn {
                         Mutation::Delete => 0,
                     }
             })
-            .chain(request.read_conflicts.iter().map(|r| r.start.len() + r.end.as_ref().map_or(0, Vec::len)))
+            .chain(
+                request
+                    .read_conflicts
+                    .iter()
+                    .map(|r| r.start.len() + r.end.as_ref().map_or(0, Vec::len)),
+            )
             .sum();
         let over = if ops > limits.max_txn_ops {
-            Some(format!("{ops} writes, over the limit of {}", limits.max_txn_ops))
+            Some(format!(
+                "{ops} writes, over the limit of {}",
+                limits.max_txn_ops
+            ))
         } else if conflicts > limits.max_txn_ops {
-            Some(format!("{conflicts} read-conflict ranges, over the limit of {}", limits.max_txn_ops))
+            Some(format!(
+                "{conflicts} read-conflict ranges, over the limit of {}",
+                limits.max_txn_ops
+            ))
         } else if bytes > limits.max_txn_bytes {
-            Some(format!("{bytes} bytes, over the limit of {} bytes", limits.max_txn_bytes))
+            Some(format!(
+                "{bytes} bytes, over the limit of {} bytes",
+                limits.max_txn_bytes
+            ))
         } else {
             None
         };
@@ -452,7 +485,9 @@ fn apply(mutation: &Mutation, base: Option<&Value>) -> Option<Value> {
     match mutation {
         Mutation::Put(v) => Some(v.clone()),
         Mutation::Delete => None,
-        Mutation::Add(delta) => Some(encode_counter(base.map_or(0, |b| decode_counter(b)).wrapping_add(*delta))),
+        Mutation::Add(delta) => Some(encode_counter(
+            base.map_or(0, |b| decode_counter(b)).wrapping_add(*delta),
+        )),
     }
 }
 
@@ -515,9 +550,15 @@ mod tests {
         ];
         assert_eq!(
             coalesce(ranges),
-            vec![KeyRange::new(b"a".to_vec(), b"f".to_vec()), KeyRange::new(b"x".to_vec(), b"y".to_vec())]
+            vec![
+                KeyRange::new(b"a".to_vec(), b"f".to_vec()),
+                KeyRange::new(b"x".to_vec(), b"y".to_vec())
+            ]
         );
-        let unbounded = coalesce(vec![KeyRange::from(b"m".to_vec()), KeyRange::new(b"n".to_vec(), b"z".to_vec())]);
+        let unbounded = coalesce(vec![
+            KeyRange::from(b"m".to_vec()),
+            KeyRange::new(b"n".to_vec(), b"z".to_vec()),
+        ]);
         assert_eq!(unbounded, vec![KeyRange::from(b"m".to_vec())]);
     }
 }

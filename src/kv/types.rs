@@ -54,7 +54,9 @@ impl KeyRange {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.end.as_deref().is_some_and(|end| end <= self.start.as_slice())
+        self.end
+            .as_deref()
+            .is_some_and(|end| end <= self.start.as_slice())
     }
 
     /// As `std::ops::Bound`s, for `BTreeMap::range` and friends.

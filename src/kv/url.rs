@@ -75,19 +75,52 @@ pub struct Credentials {
 /// A parsed metadata URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaUrl {
-    Embedded { path: PathBuf },
-    Mem { name: String },
-    Etcd { endpoints: Vec<Endpoint>, prefix: String, credentials: Credentials, params: Vec<(String, String)> },
-    Tikv { endpoints: Vec<Endpoint>, prefix: String },
-    Fdb { cluster_file: PathBuf, prefix: String },
-    Redis { tls: bool, endpoint: Endpoint, db: u32, credentials: Credentials },
-    Sqlite { path: PathBuf },
-    Postgres { endpoint: Endpoint, database: String, credentials: Credentials, params: Vec<(String, String)> },
-    Mysql { endpoint: Endpoint, database: String, credentials: Credentials, params: Vec<(String, String)> },
+    Embedded {
+        path: PathBuf,
+    },
+    Mem {
+        name: String,
+    },
+    Etcd {
+        endpoints: Vec<Endpoint>,
+        prefix: String,
+        credentials: Credentials,
+        params: Vec<(String, String)>,
+    },
+    Tikv {
+        endpoints: Vec<Endpoint>,
+        prefix: String,
+    },
+    Fdb {
+        cluster_file: PathBuf,
+        prefix: String,
+    },
+    Redis {
+        tls: bool,
+        endpoint: Endpoint,
+        db: u32,
+        credentials: Credentials,
+    },
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        endpoint: Endpoint,
+        database: String,
+        credentials: Credentials,
+        params: Vec<(String, String)>,
+    },
+    Mysql {
+        endpoint: Endpoint,
+        database: String,
+        credentials: Credentials,
+        params: Vec<(String, String)>,
+    },
 }
 
 /// Schemes this parser knows, for error messages.
-const SCHEMES: &str = "fjall (or a plain path), mem, etcd, tikv, fdb, redis, rediss, sqlite3, postgres, mysql";
+const SCHEMES: &str =
+    "fjall (or a plain path), mem, etcd, tikv, fdb, redis, rediss, sqlite3, postgres, mysql";
 
 /// Where FoundationDB clients look for the cluster file by default.
 const FDB_DEFAULT_CLUSTER_FILE: &str = "/etc/foundationdb/fdb.cluster";
@@ -100,8 +133,12 @@ impl MetaUrl {
     }
 
     /// As [`MetaUrl::parse`], with the environment given as a lookup.
-    pub fn parse_with_env(raw: &str, env: impl Fn(&str) -> Option<String>) -> Result<MetaUrl, KvError> {
-        let fail = |why: String| KvError::Fatal(format!("invalid metadata URL '{}': {why}", redact(raw)));
+    pub fn parse_with_env(
+        raw: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<MetaUrl, KvError> {
+        let fail =
+            |why: String| KvError::Fatal(format!("invalid metadata URL '{}': {why}", redact(raw)));
         let raw = raw.trim();
         if raw.is_empty() {
             return Err(KvError::Fatal(
@@ -109,7 +146,9 @@ impl MetaUrl {
             ));
         }
         let Some((scheme, rest)) = raw.split_once("://") else {
-            return Ok(MetaUrl::Embedded { path: PathBuf::from(raw) });
+            return Ok(MetaUrl::Embedded {
+                path: PathBuf::from(raw),
+            });
         };
         let scheme = scheme.to_ascii_lowercase();
         let (rest, query) = match rest.split_once('?') {
@@ -117,13 +156,30 @@ impl MetaUrl {
             None => (rest, Vec::new()),
         };
         let mut url = match scheme.as_str() {
-            "fjall" => MetaUrl::Embedded { path: nonempty_path(rest).map_err(&fail)? },
-            "mem" => MetaUrl::Mem { name: rest.to_string() },
-            "sqlite3" | "sqlite" => MetaUrl::Sqlite { path: nonempty_path(rest).map_err(&fail)? },
+            "fjall" => MetaUrl::Embedded {
+                path: nonempty_path(rest).map_err(&fail)?,
+            },
+            "mem" => MetaUrl::Mem {
+                name: rest.to_string(),
+            },
+            "sqlite3" | "sqlite" => MetaUrl::Sqlite {
+                path: nonempty_path(rest).map_err(&fail)?,
+            },
             "fdb" => {
-                let cluster_file = if rest.is_empty() { PathBuf::from(FDB_DEFAULT_CLUSTER_FILE) } else { PathBuf::from(rest) };
-                let prefix = query.iter().find(|(k, _)| k == "prefix").map(|(_, v)| v.clone()).unwrap_or_default();
-                MetaUrl::Fdb { cluster_file, prefix }
+                let cluster_file = if rest.is_empty() {
+                    PathBuf::from(FDB_DEFAULT_CLUSTER_FILE)
+                } else {
+                    PathBuf::from(rest)
+                };
+                let prefix = query
+                    .iter()
+                    .find(|(k, _)| k == "prefix")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                MetaUrl::Fdb {
+                    cluster_file,
+                    prefix,
+                }
             }
             "etcd" | "tikv" => {
                 let (credentials, hosts, path) = split_authority(rest).map_err(&fail)?;
@@ -134,7 +190,12 @@ impl MetaUrl {
                     .map_err(&fail)?;
                 let prefix = path.trim_matches('/').to_string();
                 if scheme == "etcd" {
-                    MetaUrl::Etcd { endpoints, prefix, credentials, params: query }
+                    MetaUrl::Etcd {
+                        endpoints,
+                        prefix,
+                        credentials,
+                        params: query,
+                    }
                 } else {
                     if credentials != Credentials::default() {
                         return Err(fail("TiKV URLs take no user or password".into()));
@@ -149,11 +210,18 @@ impl MetaUrl {
                 let db = if db_text.is_empty() {
                     0
                 } else {
-                    db_text
-                        .parse()
-                        .map_err(|_| fail(format!("database '{db_text}' is not a number (use redis://host:6379/1)")))?
+                    db_text.parse().map_err(|_| {
+                        fail(format!(
+                            "database '{db_text}' is not a number (use redis://host:6379/1)"
+                        ))
+                    })?
                 };
-                MetaUrl::Redis { tls: scheme == "rediss", endpoint, db, credentials }
+                MetaUrl::Redis {
+                    tls: scheme == "rediss",
+                    endpoint,
+                    db,
+                    credentials,
+                }
             }
             "postgres" | "postgresql" | "mysql" => {
                 let (credentials, host, path) = split_authority(rest).map_err(&fail)?;
@@ -161,16 +229,30 @@ impl MetaUrl {
                 // MySQL URLs in JuiceFS's (Go driver's) form put the address in
                 // parentheses, optionally after "tcp".
                 let host = host.strip_prefix("tcp").unwrap_or(host);
-                let host = host.strip_prefix('(').and_then(|h| h.strip_suffix(')')).unwrap_or(host);
-                let endpoint = parse_endpoint(host, if is_mysql { 3306 } else { 5432 }).map_err(&fail)?;
+                let host = host
+                    .strip_prefix('(')
+                    .and_then(|h| h.strip_suffix(')'))
+                    .unwrap_or(host);
+                let endpoint =
+                    parse_endpoint(host, if is_mysql { 3306 } else { 5432 }).map_err(&fail)?;
                 let database = path.trim_matches('/').to_string();
                 if database.is_empty() {
                     return Err(fail("no database name (add /DBNAME after the host)".into()));
                 }
                 if is_mysql {
-                    MetaUrl::Mysql { endpoint, database, credentials, params: query }
+                    MetaUrl::Mysql {
+                        endpoint,
+                        database,
+                        credentials,
+                        params: query,
+                    }
                 } else {
-                    MetaUrl::Postgres { endpoint, database, credentials, params: query }
+                    MetaUrl::Postgres {
+                        endpoint,
+                        database,
+                        credentials,
+                        params: query,
+                    }
                 }
             }
             other => {
@@ -186,14 +268,20 @@ impl MetaUrl {
 
     fn fill_password_from_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
         let (credentials, names): (&mut Credentials, &[&str]) = match self {
-            MetaUrl::Redis { credentials, .. } => (credentials, &["META_PASSWORD", "REDIS_PASSWORD"]),
-            MetaUrl::Etcd { credentials, .. } | MetaUrl::Postgres { credentials, .. } | MetaUrl::Mysql { credentials, .. } => {
-                (credentials, &["META_PASSWORD"])
+            MetaUrl::Redis { credentials, .. } => {
+                (credentials, &["META_PASSWORD", "REDIS_PASSWORD"])
             }
+            MetaUrl::Etcd { credentials, .. }
+            | MetaUrl::Postgres { credentials, .. }
+            | MetaUrl::Mysql { credentials, .. } => (credentials, &["META_PASSWORD"]),
             _ => return,
         };
         if credentials.password.is_none() {
-            credentials.password = names.iter().find_map(|n| env(n)).filter(|p| !p.is_empty()).map(Secret);
+            credentials.password = names
+                .iter()
+                .find_map(|n| env(n))
+                .filter(|p| !p.is_empty())
+                .map(Secret);
         }
     }
 
@@ -218,7 +306,10 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
     match url {
         MetaUrl::Embedded { path } => {
             std::fs::create_dir_all(path).map_err(|e| {
-                KvError::Fatal(format!("cannot create metadata directory {}: {e}", path.display()))
+                KvError::Fatal(format!(
+                    "cannot create metadata directory {}: {e}",
+                    path.display()
+                ))
             })?;
             Ok(Arc::new(fjall::open_engine(path)?))
         }
@@ -248,25 +339,69 @@ impl fmt::Display for MetaUrl {
             let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("?{}", joined.join("&"))
         }
-        let list = |eps: &[Endpoint]| eps.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",");
+        let list = |eps: &[Endpoint]| {
+            eps.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         match self {
             MetaUrl::Embedded { path } => write!(f, "{}://{}", fjall::ENGINE_NAME, path.display()),
             MetaUrl::Mem { name } => write!(f, "mem://{name}"),
-            MetaUrl::Etcd { endpoints, prefix, credentials, params } => {
-                write!(f, "etcd://{}{}/{prefix}{}", userinfo(credentials), list(endpoints), query(params))
+            MetaUrl::Etcd {
+                endpoints,
+                prefix,
+                credentials,
+                params,
+            } => {
+                write!(
+                    f,
+                    "etcd://{}{}/{prefix}{}",
+                    userinfo(credentials),
+                    list(endpoints),
+                    query(params)
+                )
             }
             MetaUrl::Tikv { endpoints, prefix } => write!(f, "tikv://{}/{prefix}", list(endpoints)),
-            MetaUrl::Fdb { cluster_file, prefix } => write!(f, "fdb://{}?prefix={prefix}", cluster_file.display()),
-            MetaUrl::Redis { tls, endpoint, db, credentials } => {
+            MetaUrl::Fdb {
+                cluster_file,
+                prefix,
+            } => write!(f, "fdb://{}?prefix={prefix}", cluster_file.display()),
+            MetaUrl::Redis {
+                tls,
+                endpoint,
+                db,
+                credentials,
+            } => {
                 let scheme = if *tls { "rediss" } else { "redis" };
                 write!(f, "{scheme}://{}{endpoint}/{db}", userinfo(credentials))
             }
             MetaUrl::Sqlite { path } => write!(f, "sqlite3://{}", path.display()),
-            MetaUrl::Postgres { endpoint, database, credentials, params } => {
-                write!(f, "postgres://{}{endpoint}/{database}{}", userinfo(credentials), query(params))
+            MetaUrl::Postgres {
+                endpoint,
+                database,
+                credentials,
+                params,
+            } => {
+                write!(
+                    f,
+                    "postgres://{}{endpoint}/{database}{}",
+                    userinfo(credentials),
+                    query(params)
+                )
             }
-            MetaUrl::Mysql { endpoint, database, credentials, params } => {
-                write!(f, "mysql://{}({endpoint})/{database}{}", userinfo(credentials), query(params))
+            MetaUrl::Mysql {
+                endpoint,
+                database,
+                credentials,
+                params,
+            } => {
+                write!(
+                    f,
+                    "mysql://{}({endpoint})/{database}{}",
+                    userinfo(credentials),
+                    query(params)
+                )
             }
         }
     }
@@ -353,14 +488,23 @@ fn parse_endpoint(text: &str, default_port: u16) -> Result<Endpoint, String> {
     if host.is_empty() {
         return Err(format!("empty host in '{text}'"));
     }
-    if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':')) {
-        return Err(format!("host '{host}' has characters a host name cannot have"));
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(format!(
+            "host '{host}' has characters a host name cannot have"
+        ));
     }
     let port = match port {
         None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port > 0 => port,
-            _ => return Err(format!("port '{p}' of host '{host}' is not a number from 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "port '{p}' of host '{host}' is not a number from 1 to 65535"
+                ))
+            }
         },
     };
     Ok(Endpoint {
@@ -415,39 +559,81 @@ mod tests {
 
     #[test]
     fn plain_path_is_the_embedded_engine() {
-        assert_eq!(parse("./vol.meta").unwrap(), MetaUrl::Embedded { path: "./vol.meta".into() });
-        assert_eq!(parse("fjall:///var/jfs").unwrap(), MetaUrl::Embedded { path: "/var/jfs".into() });
+        assert_eq!(
+            parse("./vol.meta").unwrap(),
+            MetaUrl::Embedded {
+                path: "./vol.meta".into()
+            }
+        );
+        assert_eq!(
+            parse("fjall:///var/jfs").unwrap(),
+            MetaUrl::Embedded {
+                path: "/var/jfs".into()
+            }
+        );
     }
 
     #[test]
     fn redis_forms_parse_with_and_without_user() {
-        let MetaUrl::Redis { tls, endpoint, db, credentials } = parse("redis://tom:mypassword@host:6380/1").unwrap() else {
+        let MetaUrl::Redis {
+            tls,
+            endpoint,
+            db,
+            credentials,
+        } = parse("redis://tom:mypassword@host:6380/1").unwrap()
+        else {
             panic!("not redis")
         };
         assert!(!tls);
-        assert_eq!((endpoint.host.as_str(), endpoint.port, db), ("host", 6380, 1));
+        assert_eq!(
+            (endpoint.host.as_str(), endpoint.port, db),
+            ("host", 6380, 1)
+        );
         assert_eq!(credentials.user.as_deref(), Some("tom"));
-        assert_eq!(credentials.password.as_ref().map(Secret::expose), Some("mypassword"));
+        assert_eq!(
+            credentials.password.as_ref().map(Secret::expose),
+            Some("mypassword")
+        );
 
-        let MetaUrl::Redis { tls, credentials, endpoint, db } = parse("rediss://:p%40ss@10.0.0.1/2").unwrap() else {
+        let MetaUrl::Redis {
+            tls,
+            credentials,
+            endpoint,
+            db,
+        } = parse("rediss://:p%40ss@10.0.0.1/2").unwrap()
+        else {
             panic!("not redis")
         };
         assert!(tls);
         assert_eq!(credentials.user, None);
-        assert_eq!(credentials.password.as_ref().map(Secret::expose), Some("p@ss"));
+        assert_eq!(
+            credentials.password.as_ref().map(Secret::expose),
+            Some("p@ss")
+        );
         assert_eq!((endpoint.port, db), (6379, 2));
     }
 
     #[test]
     fn password_comes_from_the_environment_when_absent() {
-        let url = MetaUrl::parse_with_env("redis://host/1", |n| (n == "REDIS_PASSWORD").then(|| "envpw".into())).unwrap();
-        let MetaUrl::Redis { credentials, .. } = url else { panic!() };
+        let url = MetaUrl::parse_with_env("redis://host/1", |n| {
+            (n == "REDIS_PASSWORD").then(|| "envpw".into())
+        })
+        .unwrap();
+        let MetaUrl::Redis { credentials, .. } = url else {
+            panic!()
+        };
         assert_eq!(credentials.password.unwrap().expose(), "envpw");
     }
 
     #[test]
     fn etcd_takes_several_hosts_and_a_prefix() {
-        let MetaUrl::Etcd { endpoints, prefix, params, .. } = parse("etcd://h1:2379,h2,[::1]:2380/jfs/vol?cacert=/ca.pem").unwrap() else {
+        let MetaUrl::Etcd {
+            endpoints,
+            prefix,
+            params,
+            ..
+        } = parse("etcd://h1:2379,h2,[::1]:2380/jfs/vol?cacert=/ca.pem").unwrap()
+        else {
             panic!()
         };
         let shown: Vec<String> = endpoints.iter().map(Endpoint::to_string).collect();
@@ -458,11 +644,18 @@ mod tests {
 
     #[test]
     fn mysql_accepts_parenthesised_address() {
-        let MetaUrl::Mysql { endpoint, database, .. } = parse("mysql://root:pw@(127.0.0.1:3307)/jfs").unwrap() else {
+        let MetaUrl::Mysql {
+            endpoint, database, ..
+        } = parse("mysql://root:pw@(127.0.0.1:3307)/jfs").unwrap()
+        else {
             panic!()
         };
         assert_eq!((endpoint.port, database.as_str()), (3307, "jfs"));
-        let MetaUrl::Postgres { endpoint, .. } = parse("postgres://u:p@db/jfs?sslmode=disable").unwrap() else { panic!() };
+        let MetaUrl::Postgres { endpoint, .. } =
+            parse("postgres://u:p@db/jfs?sslmode=disable").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(endpoint.port, 5432);
     }
 
@@ -470,14 +663,20 @@ mod tests {
     fn fdb_defaults_cluster_file_and_reads_prefix() {
         assert_eq!(
             parse("fdb://?prefix=vol").unwrap(),
-            MetaUrl::Fdb { cluster_file: FDB_DEFAULT_CLUSTER_FILE.into(), prefix: "vol".into() }
+            MetaUrl::Fdb {
+                cluster_file: FDB_DEFAULT_CLUSTER_FILE.into(),
+                prefix: "vol".into()
+            }
         );
     }
 
     #[test]
     fn unknown_scheme_lists_the_supported_ones() {
         let m = message("foo://bar");
-        assert!(m.contains("unknown metadata engine 'foo'") && m.contains("redis"), "{m}");
+        assert!(
+            m.contains("unknown metadata engine 'foo'") && m.contains("redis"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -502,7 +701,10 @@ mod tests {
 
     #[test]
     fn engines_not_built_in_say_so() {
-        let err = open_engine(&parse("fdb:///etc/fdb.cluster").unwrap()).err().unwrap().to_string();
+        let err = open_engine(&parse("fdb:///etc/fdb.cluster").unwrap())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("built without the `fdb`"), "{err}");
     }
 }

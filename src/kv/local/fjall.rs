@@ -64,11 +64,13 @@ impl LocalStore for FjallStore {
             .map(|v| v.to_vec()))
     }
 
-    fn apply(&self, _version: u64, _oldest_reader: Option<u64>, writes: &[(Key, Option<Value>)]) -> KvResult<()> {
-        let mut batch = self
-            .db
-            .batch()
-            .durability(Some(PersistMode::Buffer));
+    fn apply(
+        &self,
+        _version: u64,
+        _oldest_reader: Option<u64>,
+        writes: &[(Key, Option<Value>)],
+    ) -> KvResult<()> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
         for (key, value) in writes {
             match value {
                 Some(value) => batch.insert(&self.keyspace, key.as_slice(), value.as_slice()),
@@ -100,7 +102,9 @@ impl LocalSnapshot for FjallSnapshot {
     }
 
     fn scan(&self, range: &KeyRange, limit: usize, reverse: bool) -> KvResult<Vec<(Key, Value)>> {
-        let iter = self.snapshot.range::<&[u8], _>(&self.keyspace, range.bounds());
+        let iter = self
+            .snapshot
+            .range::<&[u8], _>(&self.keyspace, range.bounds());
         let mut out = Vec::new();
         let mut push = |guard: fjall::Guard| -> KvResult<bool> {
             let (k, v) = guard.into_inner().map_err(|e| io_error("scan", e))?;

@@ -22,7 +22,9 @@ use async_trait::async_trait;
 use super::resolver::{ConflictCheck, Resolver};
 use super::txn::show_key;
 use super::types::{decode_counter, encode_counter};
-use super::{CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Value};
+use super::{
+    CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Value,
+};
 
 /// An ordered key-value store with snapshots, used by [`LocalEngine`].
 /// `snapshot`, `get_latest` and `apply` are called under the engine's commit
@@ -39,7 +41,12 @@ pub trait LocalStore: Send + Sync + 'static {
     /// Applies `writes` (None = delete) atomically as commit `version`.
     /// When it returns, the batch must survive a crash of this process.
     /// `oldest_reader` is the oldest snapshot version still in use, if any.
-    fn apply(&self, version: u64, oldest_reader: Option<u64>, writes: &[(Key, Option<Value>)]) -> KvResult<()>;
+    fn apply(
+        &self,
+        version: u64,
+        oldest_reader: Option<u64>,
+        writes: &[(Key, Option<Value>)],
+    ) -> KvResult<()>;
 
     /// Makes every applied batch durable against power loss.
     fn sync(&self) -> KvResult<()>;
@@ -128,14 +135,21 @@ impl<S: LocalStore> EngineTxn for LocalTxn<S> {
         self.snapshot.get(key)
     }
 
-    async fn scan(&mut self, range: &KeyRange, limit: usize, reverse: bool) -> KvResult<Vec<(Key, Value)>> {
+    async fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> KvResult<Vec<(Key, Value)>> {
         self.snapshot.scan(range, limit, reverse)
     }
 
     async fn commit(mut self: Box<Self>, request: CommitRequest) -> KvResult<()> {
         let shared = self.shared.clone();
         let mut resolver = shared.resolver();
-        if let ConflictCheck::Conflict(key) = resolver.check(self.read_version, &request.read_conflicts) {
+        if let ConflictCheck::Conflict(key) =
+            resolver.check(self.read_version, &request.read_conflicts)
+        {
             return Err(KvError::Conflict(format!(
                 "key {} was written after this transaction's snapshot",
                 show_key(&key)
@@ -151,13 +165,19 @@ impl<S: LocalStore> EngineTxn for LocalTxn<S> {
                 Mutation::Delete => None,
                 Mutation::Add(delta) => {
                     let base = shared.store.get_latest(&key)?;
-                    Some(encode_counter(base.as_deref().map_or(0, decode_counter).wrapping_add(delta)))
+                    Some(encode_counter(
+                        base.as_deref()
+                            .map_or(0, decode_counter)
+                            .wrapping_add(delta),
+                    ))
                 }
             };
             writes.push((key, value));
         }
         let version = resolver.version() + 1;
-        shared.store.apply(version, resolver.oldest_reader(), &writes)?;
+        shared
+            .store
+            .apply(version, resolver.oldest_reader(), &writes)?;
         resolver.record(writes.into_iter().map(|(k, _)| k).collect());
         Ok(())
     }

@@ -1,0 +1,157 @@
+//! Engines the suites run against, chosen at run time: always the in-process
+//! ones, and an external engine when its address is given in the environment.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use jfs::kv::{Db, DbOptions, Engine, FaultConfig, MetaUrl};
+
+/// One engine under test, with how to open it.
+pub struct EngineUnderTest {
+    pub label: String,
+    /// Why it is skipped, when it is.
+    pub skip: Option<String>,
+    pub strict: bool,
+    pub faults: Option<FaultConfig>,
+    url: Option<String>,
+    embedded: bool,
+    /// Candidate stores, compiled in with their cargo features.
+    candidate: Option<&'static str>,
+}
+
+/// A fresh, empty engine, plus its fault-free twin over the same data.
+pub struct Opened {
+    /// With fault injection when the configuration has it.
+    pub db: Db,
+    /// The same data, no faults: for tests that need exact interleavings.
+    pub clean: Db,
+    pub faults_on: bool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Fault rate per kind for the fault-injecting configurations: high enough
+/// that every kind occurs many times in each test.
+pub const FAULT_RATE: f64 = 0.03;
+
+pub fn engines() -> Vec<EngineUnderTest> {
+    let mut list = Vec::new();
+    for strict in [false, true] {
+        let suffix = if strict { "_strict" } else { "" };
+        list.push(EngineUnderTest {
+            label: format!("mem_faults{suffix}"),
+            skip: None,
+            strict,
+            faults: Some(FaultConfig::uniform(FAULT_RATE)),
+            url: None,
+            embedded: false,
+            candidate: None,
+        });
+        list.push(EngineUnderTest {
+            label: format!("fjall{suffix}"),
+            skip: None,
+            strict,
+            faults: None,
+            url: None,
+            embedded: true,
+            candidate: None,
+        });
+    }
+    for candidate in ["redb", "sqlite"] {
+        let built = (candidate == "redb" && cfg!(feature = "redb"))
+            || (candidate == "sqlite" && cfg!(feature = "sqlite"));
+        list.push(EngineUnderTest {
+            label: format!("{candidate}_candidate"),
+            skip: (!built).then(|| format!("built without the `{candidate}` feature")),
+            strict: false,
+            faults: None,
+            url: None,
+            embedded: true,
+            candidate: Some(candidate),
+        });
+    }
+    // External engines, run when an address is given.
+    for (label, var) in [
+        ("etcd", "JFS_TEST_ETCD"),
+        ("tikv", "JFS_TEST_TIKV"),
+        ("fdb", "FDB_CLUSTER_FILE"),
+        ("redis", "JFS_TEST_REDIS"),
+        ("postgres", "JFS_TEST_POSTGRES"),
+        ("mysql", "JFS_TEST_MYSQL"),
+    ] {
+        let url = std::env::var(var).ok().filter(|v| !v.is_empty());
+        list.push(EngineUnderTest {
+            label: format!("{label}_strict"),
+            skip: url.is_none().then(|| format!("{var} is not set")),
+            strict: true,
+            faults: None,
+            url: url.map(|u| {
+                if label == "fdb" {
+                    format!("fdb://{u}")
+                } else {
+                    u
+                }
+            }),
+            embedded: false,
+            candidate: None,
+        });
+    }
+    list
+}
+
+impl EngineUnderTest {
+    pub fn open(&self) -> Opened {
+        let mut dir = None;
+        let engine: Arc<dyn Engine> = if self.embedded {
+            let d = tempfile::tempdir().expect("temp dir");
+            let url =
+                MetaUrl::parse(d.path().join("meta").to_str().expect("utf-8 path")).expect("url");
+            dir = Some(d);
+            jfs::kv::url::open_engine(&url).expect("open embedded engine")
+        } else if let Some(url) = &self.url {
+            jfs::kv::url::open_engine(&MetaUrl::parse(url).expect("url")).expect("open engine")
+        } else {
+            jfs::kv::url::open_engine(&MetaUrl::Mem {
+                name: String::new(),
+            })
+            .expect("open mem")
+        };
+        let options = DbOptions {
+            strict_limits: self.strict,
+            ..Default::default()
+        };
+        Opened {
+            db: Db::new(
+                engine.clone(),
+                DbOptions {
+                    faults: self.faults,
+                    ..options
+                },
+            ),
+            clean: Db::new(engine, options),
+            faults_on: self.faults.is_some(),
+            _dir: dir,
+        }
+    }
+}
+
+fn open_embedded(path: &std::path::Path, candidate: Option<&str>) -> Arc<dyn Engine> {
+    match candidate {
+        #[cfg(feature = "redb")]
+        Some("redb") => Arc::new(jfs::kv::local::redb::open_engine(path).expect("open redb")),
+        #[cfg(feature = "sqlite")]
+        Some("sqlite") => Arc::new(jfs::kv::local::sqlite::open_engine(path).expect("open sqlite")),
+        _ => {
+            let url = MetaUrl::parse(path.to_str().expect("utf-8 path")).expect("url");
+            jfs::kv::url::open_engine(&url).expect("open embedded engine")
+        }
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
