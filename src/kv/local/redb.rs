@@ -78,6 +78,9 @@ impl LocalStore for RedbStore {
     }
 }
 
+/// A borrowed key or value from a redb read.
+type Guard = redb::AccessGuard<'static, &'static [u8]>;
+
 pub struct RedbSnapshot {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
@@ -100,13 +103,7 @@ impl LocalSnapshot for RedbSnapshot {
             .table
             .range::<&[u8]>((Bound::Included(range.start.as_slice()), end))
             .map_err(|e| error("range", e))?;
-        let entry = |item: Result<
-            (
-                redb::AccessGuard<'static, &'static [u8]>,
-                redb::AccessGuard<'static, &'static [u8]>,
-            ),
-            redb::StorageError,
-        >| {
+        let entry = |item: Result<(Guard, Guard), redb::StorageError>| {
             item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
                 .map_err(|e| error("range", e))
         };
