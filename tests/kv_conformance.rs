@@ -37,6 +37,7 @@ fn main() {
             conflicting_commit_applies_nothing,
             lost_update_prevented,
             atomic_add_never_conflicts,
+            atomic_max_keeps_the_largest,
             write_skew_prevented,
             phantom_prevented,
             insert_if_empty_races_to_one_winner,
@@ -305,6 +306,52 @@ async fn atomic_add_never_conflicts(o: Opened) -> Result<(), Failed> {
         conflicts == 0,
         format!("{conflicts} conflicts on blind adds"),
     )
+}
+
+async fn atomic_max_keeps_the_largest(o: Opened) -> Result<(), Failed> {
+    let mut handles = Vec::new();
+    for t in 0..4u64 {
+        let db = o.clean.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..50u64 {
+                let tx = db.begin().await?;
+                // Values go up and down; the stored one may only go up.
+                tx.max(k("max"), (i * 7919 + t * 104_729) % 10_007)?;
+                tx.commit().await?;
+            }
+            KvResult::Ok(())
+        }));
+    }
+    for h in handles {
+        h.await
+            .map_err(|e| Failed::from(e.to_string()))?
+            .map_err(fail)?;
+    }
+    let want = (0..4u64)
+        .flat_map(|t| (0..50u64).map(move |i| (i * 7919 + t * 104_729) % 10_007))
+        .max()
+        .unwrap_or(0);
+    let tx = o.clean.begin().await.map_err(fail)?;
+    tx.max(k("max"), 3).map_err(fail)?;
+    let seen = tx
+        .get(b"max")
+        .await
+        .map_err(fail)?
+        .map(|v| jfs::kv::decode_max(&v));
+    ensure(seen == Some(want), format!("max is {seen:?}, want {want}"))?;
+    // Values above 2^63 compare unsigned.
+    tx.max(k("big"), u64::MAX - 1).map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    let tx = o.clean.begin().await.map_err(fail)?;
+    tx.max(k("big"), 5).map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    let tx = o.clean.begin().await.map_err(fail)?;
+    let big = tx
+        .get(b"big")
+        .await
+        .map_err(fail)?
+        .map(|v| jfs::kv::decode_max(&v));
+    ensure(big == Some(u64::MAX - 1), format!("unsigned max: {big:?}"))
 }
 
 async fn write_skew_prevented(o: Opened) -> Result<(), Failed> {

@@ -30,7 +30,7 @@ pub use mem::MemEngine;
 pub use retry::RetryPolicy;
 pub use txn::Txn;
 pub use types::{
-    decode_counter, encode_counter, key_after, prefix_end, CommitRequest, Engine, EngineTxn, Key,
-    KeyRange, Limits, Mutation, Page, Value,
+    decode_counter, decode_max, encode_counter, key_after, prefix_end, CommitRequest, Engine,
+    EngineTxn, Key, KeyRange, Limits, Mutation, Page, Value,
 };
 pub use url::MetaUrl;

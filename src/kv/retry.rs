@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use super::{Db, KvError, KvResult, Txn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +62,14 @@ where
     let mut after_maybe_committed = false;
     loop {
         attempts += 1;
+        let span = tracing::debug_span!("txn", name, attempt = attempts);
         let result = async {
             let txn = db.begin_attempt(after_maybe_committed).await?;
             let value = body(txn.clone()).await?;
             txn.commit().await?;
             Ok(value)
         }
+        .instrument(span)
         .await;
         let error = match result {
             Ok(value) => return Ok(value),

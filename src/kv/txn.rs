@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::Mutex;
 
-use super::types::{decode_counter, encode_counter, key_after};
+use super::types::{decode_counter, decode_max, encode_counter, key_after};
 use super::{
     CommitRequest, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Page, Value,
 };
@@ -257,6 +257,40 @@ impl Txn {
                 Mutation::Put(encode_counter(decode_counter(&v).wrapping_add(delta)))
             }
             Some(Mutation::Delete) => Mutation::Put(encode_counter(delta)),
+            Some(Mutation::Max(m)) => {
+                buffer.writes.insert(key.clone(), Mutation::Max(m));
+                return Err(KvError::Fatal(format!(
+                    "add and max on the same key {} in one transaction",
+                    show_key(&key)
+                )));
+            }
+        };
+        buffer.writes.insert(key, merged);
+        Ok(())
+    }
+
+    /// Atomically raises the value at `key` to at least `value` at commit
+    /// time (unsigned 8-byte little-endian), without reading it (no
+    /// conflict). Used for times that only move forward, such as a
+    /// directory's mtime on entry changes.
+    pub fn max(&self, key: impl Into<Key>, value: u64) -> KvResult<()> {
+        let key = key.into();
+        self.check_key(&key)?;
+        let mut buffer = self.lock_buffer();
+        let merged = match buffer.writes.remove(&key) {
+            None => Mutation::Max(value),
+            Some(Mutation::Max(v)) => Mutation::Max(v.max(value)),
+            Some(Mutation::Put(v)) => {
+                Mutation::Put(encode_counter(decode_max(&v).max(value) as i64))
+            }
+            Some(Mutation::Delete) => Mutation::Put(encode_counter(value as i64)),
+            Some(Mutation::Add(d)) => {
+                buffer.writes.insert(key.clone(), Mutation::Add(d));
+                return Err(KvError::Fatal(format!(
+                    "add and max on the same key {} in one transaction",
+                    show_key(&key)
+                )));
+            }
         };
         buffer.writes.insert(key, merged);
         Ok(())
@@ -310,7 +344,7 @@ impl Txn {
                 match buffer.writes.get(key) {
                     Some(Mutation::Put(v)) => answers.push(Some(Some(v.clone()))),
                     Some(Mutation::Delete) => answers.push(Some(None)),
-                    Some(Mutation::Add(_)) | None => {
+                    Some(Mutation::Add(_)) | Some(Mutation::Max(_)) | None => {
                         answers.push(None);
                         to_fetch.push(key.clone());
                     }
@@ -343,11 +377,7 @@ impl Txn {
                 None => {
                     let base = fetched.next().flatten();
                     match buffer.writes.get(key) {
-                        Some(Mutation::Add(delta)) => Some(encode_counter(
-                            base.as_deref()
-                                .map_or(0, decode_counter)
-                                .wrapping_add(*delta),
-                        )),
+                        Some(m @ (Mutation::Add(_) | Mutation::Max(_))) => apply(m, base.as_ref()),
                         _ => base,
                     }
                 }
@@ -435,7 +465,7 @@ impl Txn {
                 k.len()
                     + match m {
                         Mutation::Put(v) => v.len(),
-                        Mutation::Add(_) => 8,
+                        Mutation::Add(_) | Mutation::Max(_) => 8,
                         Mutation::Delete => 0,
                     }
             })
@@ -487,6 +517,9 @@ fn apply(mutation: &Mutation, base: Option<&Value>) -> Option<Value> {
         Mutation::Delete => None,
         Mutation::Add(delta) => Some(encode_counter(
             base.map_or(0, |b| decode_counter(b)).wrapping_add(*delta),
+        )),
+        Mutation::Max(value) => Some(encode_counter(
+            base.map_or(0, |b| decode_max(b)).max(*value) as i64,
         )),
     }
 }

@@ -108,12 +108,21 @@ pub enum Mutation {
     /// Add a signed delta to a counter (8-byte little-endian i64, missing = 0).
     /// Does not read the key, so it never conflicts.
     Add(i64),
+    /// Raise a value to at least this one (8-byte little-endian unsigned
+    /// compare, missing = 0), as FoundationDB's MAX. Never conflicts.
+    Max(u64),
 }
 
 /// Counters are 8-byte little-endian two's complement, as FoundationDB's
 /// atomic ADD expects.
 pub fn encode_counter(value: i64) -> Value {
     value.to_le_bytes().to_vec()
+}
+
+/// Decodes the operand of [`Mutation::Max`] (same layout as a counter,
+/// compared unsigned).
+pub fn decode_max(bytes: &[u8]) -> u64 {
+    decode_counter(bytes) as u64
 }
 
 /// Decodes a counter; shorter values are zero-extended (as FoundationDB does).

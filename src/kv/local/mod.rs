@@ -21,7 +21,7 @@ use async_trait::async_trait;
 
 use super::resolver::{ConflictCheck, Resolver};
 use super::txn::show_key;
-use super::types::{decode_counter, encode_counter};
+use super::types::{decode_counter, decode_max, encode_counter};
 use super::{
     CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Value,
 };
@@ -169,6 +169,12 @@ impl<S: LocalStore> EngineTxn for LocalTxn<S> {
                         base.as_deref()
                             .map_or(0, decode_counter)
                             .wrapping_add(delta),
+                    ))
+                }
+                Mutation::Max(value) => {
+                    let base = shared.store.get_latest(&key)?;
+                    Some(encode_counter(
+                        base.as_deref().map_or(0, decode_max).max(value) as i64,
                     ))
                 }
             };
