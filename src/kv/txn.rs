@@ -308,6 +308,12 @@ impl Txn {
         }
     }
 
+    /// Drops every buffered write (the reads stay), so that a commit
+    /// changes nothing: for a body that found it must fail after writing.
+    pub fn discard_writes(&self) {
+        self.lock_buffer().writes.clear();
+    }
+
     /// Commits the buffered writes. A read-only transaction commits without
     /// asking the engine anything: its snapshot was consistent.
     pub async fn commit(&self) -> KvResult<()> {

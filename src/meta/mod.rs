@@ -1,0 +1,286 @@
+//! The POSIX namespace on top of the KV contract, independent of the engine.
+//!
+//! Every operation is one transaction run by the retry runner. Writes are
+//! idempotent under `MaybeCommitted`: ids are allocated before the
+//! transaction, and a retry after an unknown outcome recognises its own
+//! effect (the entry it created, the slice it appended) instead of failing.
+//! Read-only operations use snapshot reads. The schema is `schema/README.md`.
+
+mod access;
+mod attr;
+mod chunks;
+mod error;
+mod ids;
+pub mod keys;
+mod namespace;
+mod session;
+mod setting;
+mod xattr;
+
+use std::future::Future;
+
+pub use access::{Ctx, R_OK, W_OK, X_OK};
+pub use attr::{decode_dentry, encode_dentry, Attr, FileKind, SliceRecord, Timestamp};
+pub use chunks::CHUNK_SIZE;
+pub use error::{errno, MetaError, MetaResult};
+pub use keys::{Ino, ROOT_INO};
+pub use namespace::{DirEntry, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use session::SessionInfo;
+pub use setting::{new_uuid, validate_name, Volume, SCHEMA_VERSION};
+
+use crate::kv::{decode_counter, decode_max, encode_counter, Db, KvError, Txn};
+use ids::IdAllocator;
+
+/// Shards of the usage counters; each client adds to its own.
+const USAGE_SHARDS: u16 = 64;
+
+/// Space every inode is charged at least, as JuiceFS does: 4 KiB.
+const MIN_SPACE_BYTES: u64 = 4096;
+
+/// A mounted (or inspected) volume's metadata.
+pub struct Meta {
+    db: Db,
+    volume: Volume,
+    usage_shard: u16,
+    inodes: IdAllocator,
+    slices: IdAllocator,
+    session: std::sync::Mutex<Option<u64>>,
+}
+
+/// Volume-wide usage, summed over the counter shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub inode_limit: u64,
+    pub used_inodes: u64,
+}
+
+impl Meta {
+    /// Writes a new volume: its record and the root directory. Refuses a
+    /// store that already holds a volume unless `force`, in which case only
+    /// the record is rewritten (the tree is kept).
+    pub async fn format(db: &Db, volume: &Volume, force: bool) -> MetaResult<()> {
+        validate_name(&volume.name).map_err(MetaError::Volume)?;
+        let volume = volume.clone();
+        let result = db
+            .run_idempotent("format", |tx| {
+                let volume = volume.clone();
+                async move {
+                    if let Some(existing) = tx.get(&keys::setting()).await? {
+                        let old = Volume::decode(&existing).map_err(KvError::Fatal)?;
+                        if tx.after_maybe_committed() && old == volume {
+                            return Ok(Ok(()));
+                        }
+                        if !force {
+                            return Ok(Err(old));
+                        }
+                    }
+                    tx.put(keys::setting(), volume.encode())?;
+                    if tx.get(&keys::attr(ROOT_INO)).await?.is_none() {
+                        let now = Timestamp::now();
+                        let mut root = Attr::new(FileKind::Directory, 0o777, 0, 0, now);
+                        root.parent = ROOT_INO;
+                        tx.put(keys::attr(ROOT_INO), root.encode())?;
+                        tx.put(
+                            keys::dir_mtime(ROOT_INO),
+                            encode_counter(now.to_biased_nanos() as i64),
+                        )?;
+                        tx.put(
+                            keys::dir_ctime(ROOT_INO),
+                            encode_counter(now.to_biased_nanos() as i64),
+                        )?;
+                        tx.add(keys::counter("inodes", 0), 1)?;
+                        tx.add(keys::counter("space", 0), MIN_SPACE_BYTES as i64)?;
+                    }
+                    Ok(Ok(()))
+                }
+            })
+            .await?;
+        result.map_err(|old| {
+            MetaError::Volume(format!(
+                "this metadata store already holds volume '{}' (uuid {}); use --force to overwrite its settings",
+                old.name, old.uuid
+            ))
+        })
+    }
+
+    /// Opens the volume in `db`.
+    pub async fn load(db: Db) -> MetaResult<Meta> {
+        let raw = db
+            .run("load_setting", |tx| async move {
+                tx.snapshot_get(&keys::setting()).await
+            })
+            .await?;
+        let Some(raw) = raw else {
+            return Err(MetaError::Volume(
+                "no volume in this metadata store: run `jfs format` first".into(),
+            ));
+        };
+        let volume = Volume::decode(&raw).map_err(MetaError::Volume)?;
+        if volume.schema_version > SCHEMA_VERSION {
+            return Err(MetaError::Volume(format!(
+                "volume '{}' uses metadata schema {} but this jfs knows only up to {}: upgrade jfs",
+                volume.name, volume.schema_version, SCHEMA_VERSION
+            )));
+        }
+        Ok(Meta {
+            db,
+            volume,
+            usage_shard: fastrand::u16(..USAGE_SHARDS),
+            inodes: IdAllocator::new("ino"),
+            slices: IdAllocator::new("slice"),
+            session: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn volume(&self) -> &Volume {
+        &self.volume
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A new slice id for the data path.
+    pub async fn new_slice_id(&self) -> MetaResult<u64> {
+        Ok(self.slices.next(&self.db).await?)
+    }
+
+    /// Runs `body` as one transaction. A POSIX error from the body discards
+    /// its writes and is returned; KV errors are retried by the runner.
+    /// Bodies must be safe to run again after `MaybeCommitted` (see the
+    /// module documentation).
+    pub(crate) async fn txn<T, F, Fut>(&self, name: &'static str, mut body: F) -> MetaResult<T>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = MetaResult<T>>,
+    {
+        let result = self
+            .db
+            .run_idempotent(name, |tx| {
+                let fut = body(tx.clone());
+                async move {
+                    match fut.await {
+                        Ok(v) => Ok(Ok(v)),
+                        Err(MetaError::Kv(e)) => Err(e),
+                        Err(other) => {
+                            tx.discard_writes();
+                            Ok(Err(other))
+                        }
+                    }
+                }
+            })
+            .await?;
+        result
+    }
+
+    /// Attributes of `ino`.
+    pub async fn getattr(&self, ino: Ino) -> MetaResult<Attr> {
+        self.txn("getattr", |tx| async move {
+            load_attr(&tx, ino, false)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))
+        })
+        .await
+    }
+
+    /// Checks `mask` (R_OK, W_OK, X_OK) for `ctx` on `ino`.
+    pub async fn access(&self, ctx: &Ctx, ino: Ino, mask: u32) -> MetaResult<()> {
+        let attr = self.getattr(ino).await?;
+        if ctx.can(&attr, mask) {
+            Ok(())
+        } else {
+            errno(libc::EACCES)
+        }
+    }
+
+    pub async fn statfs(&self) -> MetaResult<StatFs> {
+        let (used_bytes, used_inodes) = self
+            .txn("statfs", |tx| async move {
+                Ok((
+                    sum_counter(&tx, "space").await?,
+                    sum_counter(&tx, "inodes").await?,
+                ))
+            })
+            .await?;
+        Ok(StatFs {
+            capacity_bytes: self.volume.capacity_bytes,
+            used_bytes: used_bytes.max(0) as u64,
+            inode_limit: self.volume.inode_limit,
+            used_inodes: used_inodes.max(0) as u64,
+        })
+    }
+
+    /// Adds to this client's shard of the usage counters.
+    fn charge(&self, tx: &Txn, space: i64, inodes: i64) -> MetaResult<()> {
+        if space != 0 {
+            tx.add(keys::counter("space", self.usage_shard), space)?;
+        }
+        if inodes != 0 {
+            tx.add(keys::counter("inodes", self.usage_shard), inodes)?;
+        }
+        Ok(())
+    }
+
+    /// ENOSPC when the volume's capacity or inode limit would be passed.
+    async fn check_quota(&self, tx: &Txn, space: u64, inodes: u64) -> MetaResult<()> {
+        if inodes > 0 && self.volume.inode_limit > 0 {
+            let used = sum_counter(tx, "inodes").await?.max(0) as u64;
+            if used + inodes > self.volume.inode_limit {
+                return errno(libc::ENOSPC);
+            }
+        }
+        if space > 0 && self.volume.capacity_bytes > 0 {
+            let used = sum_counter(tx, "space").await?.max(0) as u64;
+            if used + space > self.volume.capacity_bytes {
+                return errno(libc::ENOSPC);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The space an inode of `length` bytes is charged.
+fn space_of(length: u64) -> u64 {
+    length.div_ceil(MIN_SPACE_BYTES).max(1) * MIN_SPACE_BYTES
+}
+
+async fn sum_counter(tx: &Txn, name: &str) -> MetaResult<i64> {
+    let shards = tx.scan_all(&keys::counter_shards(name), 256, true).await?;
+    Ok(shards.iter().map(|(_, v)| decode_counter(v)).sum())
+}
+
+/// Reads the attributes of `ino`, with a directory's separately kept times
+/// and subdirectory count folded in. `tracked` makes the attribute record a
+/// read conflict; the directory keys are always read as snapshot, since
+/// concurrent entry changes update them without conflicting.
+pub(crate) async fn load_attr(tx: &Txn, ino: Ino, tracked: bool) -> MetaResult<Option<Attr>> {
+    let raw = if tracked {
+        tx.get(&keys::attr(ino)).await?
+    } else {
+        tx.snapshot_get(&keys::attr(ino)).await?
+    };
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let mut attr = Attr::decode(&raw)
+        .ok_or_else(|| KvError::Fatal(format!("attribute record of inode {ino} is damaged")))?;
+    if attr.is_dir() {
+        let extra = tx
+            .snapshot_batch_get(&[
+                keys::dir_mtime(ino),
+                keys::dir_ctime(ino),
+                keys::subdirs(ino),
+            ])
+            .await?;
+        if let Some(m) = &extra[0] {
+            attr.mtime = Timestamp::from_biased_nanos(decode_max(m));
+        }
+        if let Some(c) = &extra[1] {
+            attr.ctime = Timestamp::from_biased_nanos(decode_max(c));
+        }
+        attr.nlink = 2 + extra[2].as_deref().map_or(0, decode_counter).max(0) as u32;
+    }
+    Ok(Some(attr))
+}

@@ -1,0 +1,779 @@
+//! Namespace operations: lookup, create, mkdir, mknod, symlink, link,
+//! unlink, rmdir, rename, readdir, readlink, setattr. Each is one
+//! transaction.
+//!
+//! Contention design: creating or removing an entry never rewrites the
+//! parent's attribute record. The parent's mtime/ctime are raised with an
+//! atomic max and its subdirectory count with an atomic add, so concurrent
+//! creates in one directory do not conflict; they read the parent record
+//! (tracked), so they do conflict with its removal or a permission change.
+
+use super::attr::{decode_dentry, encode_dentry, Attr, FileKind, Timestamp};
+use super::error::{errno, MetaError, MetaResult};
+use super::keys::{self, Ino, ROOT_INO};
+use super::{load_attr, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
+use crate::kv::txn::ScanOpts;
+use crate::kv::{encode_counter, Txn};
+
+pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+
+/// Longest name of a directory entry, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// Deepest directory tree a rename checks for loops; deeper is ELOOP-safe
+/// refusal rather than an unbounded walk.
+const MAX_DEPTH: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub ino: Ino,
+    pub kind: FileKind,
+    /// With `plus`.
+    pub attr: Option<Attr>,
+}
+
+/// A time to set: the caller's, or now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSet {
+    Now,
+    At(Timestamp),
+}
+
+/// Changes asked of `setattr`; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    pub ctime: Option<Timestamp>,
+}
+
+fn check_name(name: &[u8]) -> MetaResult<()> {
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return errno(libc::EINVAL);
+    }
+    if name.len() > NAME_MAX {
+        return errno(libc::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+fn biased(t: Timestamp) -> Vec<u8> {
+    encode_counter(t.to_biased_nanos() as i64)
+}
+
+/// Records an entry change in directory `dir` at `now`: raises its mtime
+/// and ctime without reading them.
+fn touch_dir(tx: &Txn, dir: Ino, now: Timestamp) -> MetaResult<()> {
+    tx.max(keys::dir_mtime(dir), now.to_biased_nanos())?;
+    tx.max(keys::dir_ctime(dir), now.to_biased_nanos())?;
+    Ok(())
+}
+
+/// The parent directory of an operation, read tracked, with search and
+/// write permission checked.
+async fn writable_dir(tx: &Txn, ctx: &Ctx, dir: Ino) -> MetaResult<Attr> {
+    let attr = load_attr(tx, dir, true)
+        .await?
+        .ok_or(MetaError::Errno(libc::ENOENT))?;
+    if !attr.is_dir() {
+        return errno(libc::ENOTDIR);
+    }
+    if !ctx.can(&attr, W_OK | X_OK) {
+        return errno(libc::EACCES);
+    }
+    Ok(attr)
+}
+
+async fn get_dentry(tx: &Txn, parent: Ino, name: &[u8]) -> MetaResult<Option<(FileKind, Ino)>> {
+    match tx.get(&keys::dentry(parent, name)).await? {
+        None => Ok(None),
+        Some(v) => Ok(Some(decode_dentry(&v).ok_or_else(|| {
+            crate::kv::KvError::Fatal(format!(
+                "entry '{}' of inode {parent} is damaged",
+                String::from_utf8_lossy(name)
+            ))
+        })?)),
+    }
+}
+
+async fn is_empty_dir(tx: &Txn, ino: Ino) -> MetaResult<bool> {
+    Ok(tx
+        .scan(&keys::dentries(ino), ScanOpts::limit(1))
+        .await?
+        .entries
+        .is_empty())
+}
+
+impl Meta {
+    /// Looks `name` up in `parent`.
+    pub async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<(Ino, Attr)> {
+        check_name(name)?;
+        self.txn("lookup", |tx| async move {
+            let dir = load_attr(&tx, parent, false)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            if !dir.is_dir() {
+                return errno(libc::ENOTDIR);
+            }
+            if !ctx.can(&dir, X_OK) {
+                return errno(libc::EACCES);
+            }
+            let ino = match name {
+                b"." => parent,
+                b".." => dir.parent.max(ROOT_INO),
+                _ => match tx.snapshot_get(&keys::dentry(parent, name)).await? {
+                    Some(v) => decode_dentry(&v)
+                        .map(|(_, ino)| ino)
+                        .ok_or(MetaError::Errno(libc::EIO))?,
+                    None => return errno(libc::ENOENT),
+                },
+            };
+            let attr = load_attr(&tx, ino, false)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            Ok((ino, attr))
+        })
+        .await
+    }
+
+    /// Creates a regular file, device, fifo or socket.
+    pub async fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        rdev: u32,
+    ) -> MetaResult<(Ino, Attr)> {
+        if kind == FileKind::Directory || kind == FileKind::Symlink {
+            return errno(libc::EINVAL);
+        }
+        self.create_node(ctx, parent, name, kind, mode, rdev, None)
+            .await
+    }
+
+    pub async fn mkdir(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+    ) -> MetaResult<(Ino, Attr)> {
+        self.create_node(ctx, parent, name, FileKind::Directory, mode, 0, None)
+            .await
+    }
+
+    pub async fn symlink(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> MetaResult<(Ino, Attr)> {
+        if target.is_empty() || target.contains(&0) {
+            return errno(libc::EINVAL);
+        }
+        if target.len() > libc::PATH_MAX as usize {
+            return errno(libc::ENAMETOOLONG);
+        }
+        self.create_node(ctx, parent, name, FileKind::Symlink, 0o777, 0, Some(target))
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_node(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+    ) -> MetaResult<(Ino, Attr)> {
+        check_name(name)?;
+        if is_dot(name) {
+            return errno(libc::EEXIST);
+        }
+        let ino = self.inodes.next(&self.db).await?;
+        let now = Timestamp::now();
+        self.txn("create", |tx| async move {
+            let dir = writable_dir(&tx, ctx, parent).await?;
+            if let Some((_, existing)) = get_dentry(&tx, parent, name).await? {
+                if tx.after_maybe_committed() && existing == ino {
+                    let attr = load_attr(&tx, ino, false)
+                        .await?
+                        .ok_or(MetaError::Errno(libc::EIO))?;
+                    return Ok((ino, attr));
+                }
+                return errno(libc::EEXIST);
+            }
+            self.check_quota(&tx, MIN_SPACE_BYTES, 1).await?;
+            let mut mode = mode & 0o7777;
+            let gid = if dir.mode as u32 & libc::S_ISGID != 0 {
+                if kind == FileKind::Directory {
+                    mode |= libc::S_ISGID;
+                }
+                dir.gid
+            } else {
+                ctx.gid
+            };
+            let mut attr = Attr::new(kind, mode as u16, ctx.uid, gid, now);
+            attr.parent = parent;
+            attr.rdev = rdev;
+            if let Some(target) = target {
+                attr.length = target.len() as u64;
+                tx.put(keys::symlink(ino), target.to_vec())?;
+            }
+            tx.put(keys::attr(ino), attr.encode())?;
+            tx.put(keys::dentry(parent, name), encode_dentry(kind, ino))?;
+            if kind == FileKind::Directory {
+                tx.put(keys::dir_mtime(ino), biased(now))?;
+                tx.put(keys::dir_ctime(ino), biased(now))?;
+                tx.add(keys::subdirs(parent), 1)?;
+            }
+            touch_dir(&tx, parent, now)?;
+            self.charge(&tx, MIN_SPACE_BYTES as i64, 1)?;
+            Ok((ino, attr))
+        })
+        .await
+    }
+
+    /// Adds the name `name` in `parent` for the existing inode `ino`.
+    pub async fn link(&self, ctx: &Ctx, ino: Ino, parent: Ino, name: &[u8]) -> MetaResult<Attr> {
+        check_name(name)?;
+        if is_dot(name) {
+            return errno(libc::EEXIST);
+        }
+        let now = Timestamp::now();
+        self.txn("link", |tx| async move {
+            writable_dir(&tx, ctx, parent).await?;
+            let mut attr = load_attr(&tx, ino, true)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            if attr.is_dir() {
+                return errno(libc::EPERM);
+            }
+            if let Some((_, existing)) = get_dentry(&tx, parent, name).await? {
+                if tx.after_maybe_committed() && existing == ino {
+                    return Ok(attr);
+                }
+                return errno(libc::EEXIST);
+            }
+            if attr.nlink == u32::MAX {
+                return errno(libc::EMLINK);
+            }
+            attr.nlink += 1;
+            attr.ctime = now;
+            attr.parent = 0;
+            tx.put(keys::attr(ino), attr.encode())?;
+            tx.put(keys::dentry(parent, name), encode_dentry(attr.kind, ino))?;
+            touch_dir(&tx, parent, now)?;
+            Ok(attr)
+        })
+        .await
+    }
+
+    /// Removes a non-directory entry. The inode goes when its last link and
+    /// its last open (on any host) are gone.
+    pub async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<()> {
+        check_name(name)?;
+        if is_dot(name) {
+            return errno(libc::EISDIR);
+        }
+        let now = Timestamp::now();
+        self.txn("unlink", |tx| async move {
+            let dir = writable_dir(&tx, ctx, parent).await?;
+            let Some((kind, ino)) = get_dentry(&tx, parent, name).await? else {
+                return if tx.after_maybe_committed() {
+                    Ok(())
+                } else {
+                    errno(libc::ENOENT)
+                };
+            };
+            if kind == FileKind::Directory {
+                return errno(libc::EISDIR);
+            }
+            let attr = load_attr(&tx, ino, true).await?;
+            if let Some(attr) = &attr {
+                if !ctx.may_delete_from(&dir, attr) {
+                    return errno(libc::EPERM);
+                }
+            }
+            tx.delete(keys::dentry(parent, name))?;
+            touch_dir(&tx, parent, now)?;
+            if let Some(attr) = attr {
+                self.drop_link(&tx, ino, attr, now).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes one link of a non-directory inode inside `tx`, deleting the
+    /// inode when it was the last link and nobody has it open.
+    async fn drop_link(
+        &self,
+        tx: &Txn,
+        ino: Ino,
+        mut attr: Attr,
+        now: Timestamp,
+    ) -> MetaResult<()> {
+        attr.nlink = attr.nlink.saturating_sub(1);
+        attr.ctime = now;
+        if attr.nlink > 0 {
+            tx.put(keys::attr(ino), attr.encode())?;
+            return Ok(());
+        }
+        let open_elsewhere = !tx
+            .scan(&keys::opens(ino), ScanOpts::limit(1))
+            .await?
+            .entries
+            .is_empty();
+        if open_elsewhere {
+            // Kept until its last close (or its sessions are cleaned up).
+            tx.put(keys::attr(ino), attr.encode())?;
+            return Ok(());
+        }
+        self.delete_inode(tx, ino, &attr).await
+    }
+
+    /// Deletes an inode with no links and no opens: its attributes, symlink
+    /// target and extended attributes now; its data through the
+    /// deleted-file queue, reclaimed in the background in bounded steps.
+    pub(crate) async fn delete_inode(&self, tx: &Txn, ino: Ino, attr: &Attr) -> MetaResult<()> {
+        tx.delete(keys::attr(ino))?;
+        match attr.kind {
+            FileKind::Symlink => tx.delete(keys::symlink(ino))?,
+            FileKind::Directory => {
+                tx.delete(keys::dir_mtime(ino))?;
+                tx.delete(keys::dir_ctime(ino))?;
+                tx.delete(keys::subdirs(ino))?;
+            }
+            FileKind::File if attr.slice_seq > 0 => {
+                tx.put(
+                    keys::deleted_file(ino, attr.length),
+                    encode_counter(Timestamp::now().sec),
+                )?;
+            }
+            _ => {}
+        }
+        for (key, _) in tx.scan_all(&keys::xattrs(ino), 128, true).await? {
+            tx.delete(key)?;
+        }
+        let space = if attr.kind == FileKind::File {
+            space_of(attr.length)
+        } else {
+            MIN_SPACE_BYTES
+        };
+        self.charge(tx, -(space as i64), -1)
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<()> {
+        check_name(name)?;
+        match name {
+            b"." => return errno(libc::EINVAL),
+            b".." => return errno(libc::ENOTEMPTY),
+            _ => {}
+        }
+        let now = Timestamp::now();
+        self.txn("rmdir", |tx| async move {
+            let dir = writable_dir(&tx, ctx, parent).await?;
+            let Some((kind, ino)) = get_dentry(&tx, parent, name).await? else {
+                return if tx.after_maybe_committed() {
+                    Ok(())
+                } else {
+                    errno(libc::ENOENT)
+                };
+            };
+            if kind != FileKind::Directory {
+                return errno(libc::ENOTDIR);
+            }
+            let attr = load_attr(&tx, ino, true)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            if !ctx.may_delete_from(&dir, &attr) {
+                return errno(libc::EPERM);
+            }
+            // Tracked: a concurrent create inside makes one of the two retry.
+            if !is_empty_dir(&tx, ino).await? {
+                return errno(libc::ENOTEMPTY);
+            }
+            tx.delete(keys::dentry(parent, name))?;
+            tx.add(keys::subdirs(parent), -1)?;
+            touch_dir(&tx, parent, now)?;
+            self.delete_inode(&tx, ino, &attr).await
+        })
+        .await
+    }
+
+    /// Renames `src_parent/src_name` to `dst_parent/dst_name`, replacing a
+    /// file or an empty directory, or exchanging the two with
+    /// `RENAME_EXCHANGE`. Moving a directory checks the destination's whole
+    /// ancestor chain inside the transaction, so concurrent renames can
+    /// never create a loop or an orphan.
+    pub async fn rename(
+        &self,
+        ctx: &Ctx,
+        src_parent: Ino,
+        src_name: &[u8],
+        dst_parent: Ino,
+        dst_name: &[u8],
+        flags: u32,
+    ) -> MetaResult<()> {
+        check_name(src_name)?;
+        check_name(dst_name)?;
+        let exchange = flags & RENAME_EXCHANGE != 0;
+        if flags & !(RENAME_EXCHANGE | RENAME_NOREPLACE) != 0
+            || (exchange && flags & RENAME_NOREPLACE != 0)
+        {
+            return errno(libc::EINVAL);
+        }
+        if is_dot(src_name) || is_dot(dst_name) {
+            return errno(if is_dot(dst_name) && !is_dot(src_name) {
+                libc::EEXIST
+            } else {
+                libc::EBUSY
+            });
+        }
+        let now = Timestamp::now();
+        // What the previous attempt saw, to recognise its own effect after
+        // an unknown commit outcome: (source inode, destination inode).
+        let seen: std::sync::Mutex<Option<(Ino, Option<Ino>)>> = std::sync::Mutex::new(None);
+        let seen = &seen;
+        self.txn("rename", |tx| async move {
+            let src_dir = writable_dir(&tx, ctx, src_parent).await?;
+            let dst_dir = if dst_parent == src_parent {
+                src_dir.clone()
+            } else {
+                writable_dir(&tx, ctx, dst_parent).await?
+            };
+            let src_entry = get_dentry(&tx, src_parent, src_name).await?;
+            let dst = get_dentry(&tx, dst_parent, dst_name).await?;
+            let previous = *seen.lock().unwrap_or_else(|p| p.into_inner());
+            if let (true, Some((prev_src, prev_dst))) = (tx.after_maybe_committed(), previous) {
+                let now_src = src_entry.map(|e| e.1);
+                let now_dst = dst.map(|e| e.1);
+                let applied = if exchange {
+                    now_src == prev_dst && now_dst == Some(prev_src)
+                } else {
+                    now_src.is_none() && now_dst == Some(prev_src)
+                };
+                if applied {
+                    return Ok(());
+                }
+            }
+            let Some((src_kind, src_ino)) = src_entry else {
+                return errno(libc::ENOENT);
+            };
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((src_ino, dst.map(|e| e.1)));
+            if src_parent == dst_parent && src_name == dst_name {
+                return Ok(());
+            }
+            let mut src = load_attr(&tx, src_ino, true)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            if !ctx.may_delete_from(&src_dir, &src) {
+                return errno(libc::EPERM);
+            }
+            let dst_attr = match dst {
+                Some((_, dst_ino)) => {
+                    let attr = load_attr(&tx, dst_ino, true)
+                        .await?
+                        .ok_or(MetaError::Errno(libc::ENOENT))?;
+                    if !ctx.may_delete_from(&dst_dir, &attr) {
+                        return errno(libc::EPERM);
+                    }
+                    Some((dst_ino, attr))
+                }
+                None => None,
+            };
+            if let Some((dst_ino, _)) = &dst_attr {
+                if flags & RENAME_NOREPLACE != 0 {
+                    return errno(libc::EEXIST);
+                }
+                if *dst_ino == src_ino && !exchange {
+                    return Ok(()); // Two links of one inode: nothing to do.
+                }
+            } else if exchange {
+                return errno(libc::ENOENT);
+            }
+            // A directory changing parent: its ".." changes, which needs
+            // write permission on it, and it must not go inside itself.
+            if src.is_dir() && src_parent != dst_parent {
+                if !ctx.is_root() && !ctx.can(&src, W_OK) {
+                    return errno(libc::EACCES);
+                }
+                check_not_ancestor(&tx, src_ino, dst_parent).await?;
+            }
+            if exchange {
+                let Some((dst_ino, mut dst_attr)) = dst_attr else {
+                    return errno(libc::ENOENT);
+                };
+                if dst_attr.is_dir() && src_parent != dst_parent {
+                    if !ctx.is_root() && !ctx.can(&dst_attr, W_OK) {
+                        return errno(libc::EACCES);
+                    }
+                    check_not_ancestor(&tx, dst_ino, src_parent).await?;
+                }
+                tx.put(
+                    keys::dentry(src_parent, src_name),
+                    encode_dentry(dst_attr.kind, dst_ino),
+                )?;
+                tx.put(
+                    keys::dentry(dst_parent, dst_name),
+                    encode_dentry(src_kind, src_ino),
+                )?;
+                if src_parent != dst_parent {
+                    let moved = |a: &mut Attr, from: Ino, to: Ino| -> MetaResult<()> {
+                        if a.is_dir() {
+                            tx.add(keys::subdirs(from), -1)?;
+                            tx.add(keys::subdirs(to), 1)?;
+                        }
+                        if a.is_dir() || a.parent == from {
+                            a.parent = to;
+                        }
+                        Ok(())
+                    };
+                    moved(&mut src, src_parent, dst_parent)?;
+                    moved(&mut dst_attr, dst_parent, src_parent)?;
+                }
+                dst_attr.ctime = now;
+                tx.put(keys::attr(dst_ino), dst_attr.encode())?;
+            } else {
+                if let Some((dst_ino, dst_attr)) = dst_attr {
+                    match (src.is_dir(), dst_attr.is_dir()) {
+                        (true, false) => return errno(libc::ENOTDIR),
+                        (false, true) => return errno(libc::EISDIR),
+                        (true, true) => {
+                            if !is_empty_dir(&tx, dst_ino).await? {
+                                return errno(libc::ENOTEMPTY);
+                            }
+                            tx.add(keys::subdirs(dst_parent), -1)?;
+                            self.delete_inode(&tx, dst_ino, &dst_attr).await?;
+                        }
+                        (false, false) => self.drop_link(&tx, dst_ino, dst_attr, now).await?,
+                    }
+                }
+                tx.delete(keys::dentry(src_parent, src_name))?;
+                tx.put(
+                    keys::dentry(dst_parent, dst_name),
+                    encode_dentry(src_kind, src_ino),
+                )?;
+                if src_parent != dst_parent {
+                    if src.is_dir() {
+                        tx.add(keys::subdirs(src_parent), -1)?;
+                        tx.add(keys::subdirs(dst_parent), 1)?;
+                    }
+                    if src.is_dir() || src.parent == src_parent {
+                        src.parent = dst_parent;
+                    }
+                }
+            }
+            src.ctime = now;
+            tx.put(keys::attr(src_ino), src.encode())?;
+            touch_dir(&tx, src_parent, now)?;
+            if dst_parent != src_parent {
+                touch_dir(&tx, dst_parent, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Up to `limit` entries of directory `ino` after the name `after` (from
+    /// the start if `None`), in name order. Paging by name never skips or
+    /// repeats an entry that exists for the whole listing. With `plus`, each
+    /// entry carries its attributes.
+    pub async fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> MetaResult<Vec<DirEntry>> {
+        self.txn("readdir", |tx| async move {
+            let dir = load_attr(&tx, ino, false)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            if !dir.is_dir() {
+                return errno(libc::ENOTDIR);
+            }
+            if !ctx.can(&dir, super::R_OK) {
+                return errno(libc::EACCES);
+            }
+            let range = match after {
+                Some(name) => keys::dentries_after(ino, name),
+                None => keys::dentries(ino),
+            };
+            let page = tx.scan(&range, ScanOpts::limit(limit).snapshot()).await?;
+            let mut entries = Vec::with_capacity(page.entries.len());
+            for (key, value) in page.entries {
+                let (kind, child) = decode_dentry(&value).ok_or(MetaError::Errno(libc::EIO))?;
+                let name = keys::dentry_name(ino, &key).unwrap_or_default().to_vec();
+                entries.push(DirEntry {
+                    name,
+                    ino: child,
+                    kind,
+                    attr: None,
+                });
+            }
+            if plus {
+                for entry in &mut entries {
+                    entry.attr = load_attr(&tx, entry.ino, false).await?;
+                }
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> MetaResult<Vec<u8>> {
+        self.txn("readlink", |tx| async move {
+            match tx.snapshot_get(&keys::symlink(ino)).await? {
+                Some(target) => Ok(target),
+                None => match load_attr(&tx, ino, false).await? {
+                    Some(_) => errno(libc::EINVAL),
+                    None => errno(libc::ENOENT),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Changes attributes with the POSIX rules on who may change what. A
+    /// size change truncates or extends the file.
+    pub async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> MetaResult<Attr> {
+        if let Some(size) = set.size {
+            self.shrink_in_steps(ctx, ino, size).await?;
+        }
+        let now = Timestamp::now();
+        self.txn("setattr", |tx| async move {
+            let mut attr = load_attr(&tx, ino, true)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            let owner = ctx.is_root() || ctx.uid == attr.uid;
+            let mut changed = false;
+            if let Some(uid) = set.uid {
+                if uid != attr.uid && !ctx.is_root() {
+                    return errno(libc::EPERM);
+                }
+            }
+            if let Some(gid) = set.gid {
+                if gid != attr.gid && !ctx.is_root() && !(ctx.uid == attr.uid && ctx.in_group(gid))
+                {
+                    return errno(libc::EPERM);
+                }
+            }
+            if set.uid.is_some() || set.gid.is_some() {
+                // A change of owner or group drops set-uid, and set-gid on
+                // group-executable files (Linux does so for root too).
+                if !attr.is_dir() {
+                    attr.mode &= !(libc::S_ISUID as u16);
+                    if attr.mode & 0o010 != 0 {
+                        attr.mode &= !(libc::S_ISGID as u16);
+                    }
+                }
+            }
+            if let Some(uid) = set.uid {
+                attr.uid = uid;
+                changed = true;
+            }
+            if let Some(gid) = set.gid {
+                attr.gid = gid;
+                changed = true;
+            }
+            if let Some(mode) = set.mode {
+                if !owner {
+                    return errno(libc::EPERM);
+                }
+                let mut mode = (mode & 0o7777) as u16;
+                if !ctx.is_root() && !attr.is_dir() && !ctx.in_group(attr.gid) {
+                    mode &= !(libc::S_ISGID as u16);
+                }
+                attr.mode = mode;
+                changed = true;
+            }
+            if let Some(size) = set.size {
+                if attr.is_dir() {
+                    return errno(libc::EISDIR);
+                }
+                if attr.kind != FileKind::File {
+                    return errno(libc::EINVAL);
+                }
+                if !owner && !ctx.can(&attr, W_OK) {
+                    return errno(libc::EACCES);
+                }
+                self.resize_in_txn(&tx, ino, &mut attr, size, now).await?;
+                changed = true;
+            }
+            for (which, set_time) in [(0, set.atime), (1, set.mtime)] {
+                let Some(set_time) = set_time else { continue };
+                let t = match set_time {
+                    TimeSet::Now => {
+                        if !owner && !ctx.can(&attr, W_OK) {
+                            return errno(libc::EACCES);
+                        }
+                        now
+                    }
+                    TimeSet::At(t) => {
+                        if !owner {
+                            return errno(libc::EPERM);
+                        }
+                        t
+                    }
+                };
+                if which == 0 {
+                    attr.atime = t;
+                } else {
+                    attr.mtime = t;
+                    if attr.is_dir() {
+                        tx.put(keys::dir_mtime(ino), biased(t))?;
+                    }
+                }
+                changed = true;
+            }
+            if changed {
+                attr.ctime = set.ctime.unwrap_or(now);
+                if attr.is_dir() {
+                    tx.put(keys::dir_ctime(ino), biased(attr.ctime))?;
+                }
+                tx.put(keys::attr(ino), attr.encode())?;
+            }
+            Ok(attr)
+        })
+        .await
+    }
+}
+
+/// EINVAL if `dir` is `moving` or lies below it. Reads every ancestor of
+/// `dir` tracked, so a concurrent rename that changes the chain conflicts.
+async fn check_not_ancestor(tx: &Txn, moving: Ino, dir: Ino) -> MetaResult<()> {
+    let mut current = dir;
+    for _ in 0..MAX_DEPTH {
+        if current == moving {
+            return errno(libc::EINVAL);
+        }
+        if current == ROOT_INO {
+            return Ok(());
+        }
+        let attr = load_attr(tx, current, true)
+            .await?
+            .ok_or(MetaError::Errno(libc::ENOENT))?;
+        current = attr.parent;
+    }
+    errno(libc::ELOOP)
+}

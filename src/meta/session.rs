@@ -1,0 +1,205 @@
+//! Sessions and open files. Each client registers a session and keeps it
+//! alive with heartbeats. Opening a file leaves a marker under the inode
+//! (`A ino O sid`) and under the session (`U sid ino`), so that an unlinked
+//! file stays while any host has it open, and a dead session's opens can be
+//! found and released by another client.
+
+use serde::{Deserialize, Serialize};
+
+use super::attr::{Attr, FileKind, Timestamp};
+use super::error::{errno, MetaError, MetaResult};
+use super::keys::{self, Ino};
+use super::{load_attr, Ctx, Meta, R_OK, W_OK};
+use crate::kv::txn::ScanOpts;
+use crate::kv::{decode_counter, encode_counter, KeyRange};
+
+/// What a session says about itself (`jfs status` shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub host: String,
+    pub pid: u32,
+    pub mount_point: String,
+    pub version: String,
+}
+
+const SESSION_OPEN: u8 = b'U';
+
+fn session_open(sid: u64, ino: Ino) -> Vec<u8> {
+    let mut k = vec![SESSION_OPEN];
+    k.extend_from_slice(&sid.to_be_bytes());
+    k.extend_from_slice(&ino.to_be_bytes());
+    k
+}
+
+fn session_opens(sid: u64) -> KeyRange {
+    let mut k = vec![SESSION_OPEN];
+    k.extend_from_slice(&sid.to_be_bytes());
+    KeyRange::prefix(&k)
+}
+
+impl Meta {
+    /// Registers this client as a session that expires `timeout_secs` after
+    /// its last heartbeat.
+    pub async fn new_session(&self, info: &SessionInfo, timeout_secs: u64) -> MetaResult<u64> {
+        let sid = super::ids::IdAllocator::new("session")
+            .next(&self.db)
+            .await?;
+        let info = serde_json::to_vec(info).unwrap_or_default();
+        let expiry = Timestamp::now().sec + timeout_secs as i64;
+        self.txn("new_session", |tx| {
+            let info = info.clone();
+            async move {
+                tx.put(keys::session(sid), encode_counter(expiry))?;
+                tx.put(keys::session_info(sid), info)?;
+                Ok(())
+            }
+        })
+        .await?;
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(sid);
+        Ok(sid)
+    }
+
+    pub fn session_id(&self) -> Option<u64> {
+        *self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn require_session(&self) -> MetaResult<u64> {
+        self.session_id().ok_or_else(|| {
+            MetaError::Volume("no session: call new_session before opening files".into())
+        })
+    }
+
+    /// Pushes this session's expiry `timeout_secs` into the future.
+    pub async fn heartbeat(&self, timeout_secs: u64) -> MetaResult<()> {
+        let sid = self.require_session()?;
+        let expiry = Timestamp::now().sec + timeout_secs as i64;
+        self.txn("heartbeat", |tx| async move {
+            tx.put(keys::session(sid), encode_counter(expiry))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Opens `ino` for this session (the first open on this host; the vfs
+    /// counts the rest). `mask` is R_OK and/or W_OK. Returns fresh
+    /// attributes (close-to-open).
+    pub async fn open(&self, ctx: &Ctx, ino: Ino, mask: u32) -> MetaResult<Attr> {
+        let sid = self.require_session()?;
+        self.txn("open", |tx| async move {
+            let attr = load_attr(&tx, ino, false)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            if attr.kind == FileKind::Directory && mask & W_OK != 0 {
+                return errno(libc::EISDIR);
+            }
+            if !ctx.can(&attr, mask & (R_OK | W_OK)) {
+                return errno(libc::EACCES);
+            }
+            tx.put(keys::open(ino, sid), Vec::new())?;
+            tx.put(session_open(sid, ino), Vec::new())?;
+            Ok(attr)
+        })
+        .await
+    }
+
+    /// The last close of `ino` on this host. An unlinked file is deleted
+    /// when no session has it open any more.
+    pub async fn close(&self, ino: Ino) -> MetaResult<()> {
+        let sid = self.require_session()?;
+        self.release_open(sid, ino).await
+    }
+
+    async fn release_open(&self, sid: u64, ino: Ino) -> MetaResult<()> {
+        self.txn("close", |tx| async move {
+            tx.delete(keys::open(ino, sid))?;
+            tx.delete(session_open(sid, ino))?;
+            let Some(attr) = load_attr(&tx, ino, true).await? else {
+                return Ok(());
+            };
+            if attr.nlink > 0 {
+                return Ok(());
+            }
+            let others = tx.scan(&keys::opens(ino), ScanOpts::limit(2)).await?;
+            let still_open = others
+                .entries
+                .iter()
+                .any(|(k, _)| *k != keys::open(ino, sid));
+            if !still_open {
+                self.delete_inode(&tx, ino, &attr).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ends session `sid` (this client's at unmount, or a dead one's): its
+    /// opens are released page by page, then the session is removed.
+    pub async fn close_session(&self, sid: u64) -> MetaResult<()> {
+        loop {
+            let page = self
+                .txn("session_opens", |tx| async move {
+                    Ok(tx
+                        .scan(&session_opens(sid), ScanOpts::limit(64).snapshot())
+                        .await?
+                        .entries)
+                })
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            for (key, _) in page {
+                let ino = u64::from_be_bytes(
+                    key[9..17]
+                        .try_into()
+                        .map_err(|_| MetaError::Errno(libc::EIO))?,
+                );
+                self.release_open(sid, ino).await?;
+            }
+        }
+        self.txn("close_session", |tx| async move {
+            tx.delete(keys::session(sid))?;
+            tx.delete(keys::session_info(sid))?;
+            Ok(())
+        })
+        .await?;
+        let mut own = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if *own == Some(sid) {
+            *own = None;
+        }
+        Ok(())
+    }
+
+    /// Sessions with their expiry (Unix seconds) and info.
+    pub async fn list_sessions(&self) -> MetaResult<Vec<(u64, i64, Option<SessionInfo>)>> {
+        self.txn("list_sessions", |tx| async move {
+            let mut out = Vec::new();
+            for (key, value) in tx.scan_all(&keys::sessions(), 256, true).await? {
+                let Some(sid) = keys::parse_session(&key) else {
+                    continue;
+                };
+                let info = tx
+                    .snapshot_get(&keys::session_info(sid))
+                    .await?
+                    .and_then(|raw| serde_json::from_slice(&raw).ok());
+                out.push((sid, decode_counter(&value), info));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Cleans up every session whose heartbeat expired before now; returns
+    /// how many.
+    pub async fn clean_dead_sessions(&self) -> MetaResult<usize> {
+        let now = Timestamp::now().sec;
+        let own = self.session_id();
+        let mut cleaned = 0;
+        for (sid, expiry, _) in self.list_sessions().await? {
+            if expiry < now && Some(sid) != own {
+                self.close_session(sid).await?;
+                cleaned += 1;
+            }
+        }
+        Ok(cleaned)
+    }
+}

@@ -1,0 +1,96 @@
+//! The volume record (`Vsetting`): JSON, so that it can grow fields without
+//! a format change; unknown fields are kept by older clients that rewrite it.
+
+use serde::{Deserialize, Serialize};
+
+/// The metadata schema version this code reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Settings fixed at format time, some changeable by `jfs config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub schema_version: u32,
+    pub name: String,
+    pub uuid: String,
+    /// Object storage kind (`file`, `s3`, ...) and bucket (URL or path).
+    pub storage: String,
+    pub bucket: String,
+    pub block_size_bytes: u32,
+    pub compression: String,
+    /// Days deleted files stay in the trash; 0 disables the trash.
+    pub trash_days: u32,
+    /// Limits; 0 means unlimited.
+    pub capacity_bytes: u64,
+    pub inode_limit: u64,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+impl Volume {
+    pub fn encode(&self) -> Vec<u8> {
+        // A struct of strings and integers always serializes.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Volume, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("volume record is damaged: {e}"))
+    }
+}
+
+/// Volume names: 3 to 63 characters of lowercase letters, digits and '-',
+/// starting and ending with a letter or digit (the rules JuiceFS users know,
+/// which also make a valid bucket name).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(a, z)| a != b'-' && z != b'-');
+    if (3..=63).contains(&name.len()) && ok_chars && ok_ends {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid volume name '{name}': use 3 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
+        ))
+    }
+}
+
+/// A random (version 4) UUID.
+pub fn new_uuid() -> String {
+    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_bucket_rules() {
+        assert!(validate_name("myjfs").is_ok());
+        assert!(validate_name("a-1").is_ok());
+        for bad in ["ab", "-abc", "abc-", "ABC", "a_b", "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uuid_is_v4_shaped() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+}
