@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use common::{engines, runtime, Opened};
 use jfs::kv::{Db, KeyRange};
-use jfs::meta::{Ctx, FileKind, Ino, Meta, MetaError, SetAttr, Volume, RENAME_EXCHANGE, RENAME_NOREPLACE, ROOT_INO};
+use jfs::meta::{
+    Ctx, FileKind, Ino, Meta, MetaError, SetAttr, Volume, RENAME_EXCHANGE, RENAME_NOREPLACE,
+    ROOT_INO,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
@@ -23,23 +26,32 @@ fn main() {
         let skip = engine.skip.is_some();
         let e = engine.clone();
         trials.push(
-            Trial::test(format!("meta_model::{}::sequential_matches_model", engine.label), move || {
-                runtime().block_on(sequential(e.open(), 12, 400))
-            })
+            Trial::test(
+                format!("meta_model::{}::sequential_matches_model", engine.label),
+                move || runtime().block_on(sequential(e.open(), 12, 400)),
+            )
             .with_ignored_flag(skip),
         );
         let e = engine.clone();
         trials.push(
-            Trial::test(format!("meta_model::{}::four_clients_in_own_subtrees_match_model", engine.label), move || {
-                runtime().block_on(subtrees(e.open(), 4, 300))
-            })
+            Trial::test(
+                format!(
+                    "meta_model::{}::four_clients_in_own_subtrees_match_model",
+                    engine.label
+                ),
+                move || runtime().block_on(subtrees(e.open(), 4, 300)),
+            )
             .with_ignored_flag(skip),
         );
         let e = engine.clone();
         trials.push(
-            Trial::test(format!("meta_model::{}::four_clients_on_one_tree_stay_consistent", engine.label), move || {
-                runtime().block_on(shared_tree(e.open(), 4, 300))
-            })
+            Trial::test(
+                format!(
+                    "meta_model::{}::four_clients_on_one_tree_stay_consistent",
+                    engine.label
+                ),
+                move || runtime().block_on(shared_tree(e.open(), 4, 300)),
+            )
             .with_ignored_flag(skip),
         );
     }
@@ -63,7 +75,9 @@ pub fn volume() -> Volume {
 }
 
 async fn formatted(db: &Db) -> Result<Meta, Failed> {
-    Meta::format(db, &volume(), false).await.map_err(|e| e.to_string())?;
+    Meta::format(db, &volume(), false)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Meta::load(db.clone()).await.map_err(|e| e.to_string())?)
 }
 
@@ -147,7 +161,15 @@ impl Model {
         ctx.may_delete_from(&self.attr(dir), &self.attr(entry))
     }
 
-    fn create(&mut self, ctx: &Ctx, parent: usize, name: &[u8], kind: FileKind, mode: u32, target: &[u8]) -> Res<usize> {
+    fn create(
+        &mut self,
+        ctx: &Ctx,
+        parent: usize,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        target: &[u8],
+    ) -> Res<usize> {
         self.dir(ctx, parent)?;
         if self.nodes[parent].children.contains_key(name) {
             return Err(libc::EEXIST);
@@ -174,7 +196,11 @@ impl Model {
             gid,
             links: 1,
             size,
-            target: if kind == FileKind::Symlink { target.to_vec() } else { Vec::new() },
+            target: if kind == FileKind::Symlink {
+                target.to_vec()
+            } else {
+                Vec::new()
+            },
             xattrs: BTreeMap::new(),
             children: BTreeMap::new(),
             parent,
@@ -254,7 +280,15 @@ impl Model {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn rename(&mut self, ctx: &Ctx, sp: usize, sn: &[u8], dp: usize, dn: &[u8], flags: u32) -> Res<()> {
+    fn rename(
+        &mut self,
+        ctx: &Ctx,
+        sp: usize,
+        sn: &[u8],
+        dp: usize,
+        dn: &[u8],
+        flags: u32,
+    ) -> Res<()> {
         let exchange = flags & RENAME_EXCHANGE != 0;
         self.dir(ctx, sp)?;
         self.dir(ctx, dp)?;
@@ -384,7 +418,11 @@ impl Model {
 
     fn removexattr(&mut self, ctx: &Ctx, id: usize, name: &[u8]) -> Res<()> {
         self.xattr_perm(ctx, id)?;
-        self.nodes[id].xattrs.remove(name).map(|_| ()).ok_or(libc::ENODATA)
+        self.nodes[id]
+            .xattrs
+            .remove(name)
+            .map(|_| ())
+            .ok_or(libc::ENODATA)
     }
 
     /// Every alive node below `root` by path: (kind, mode, uid, nlink, size,
@@ -397,7 +435,11 @@ impl Model {
                 let p = format!("{path}/{}", String::from_utf8_lossy(name));
                 let n = &self.nodes[child];
                 let nlink = if n.kind == FileKind::Directory {
-                    2 + n.children.values().filter(|&&c| self.nodes[c].kind == FileKind::Directory).count() as u32
+                    2 + n
+                        .children
+                        .values()
+                        .filter(|&&c| self.nodes[c].kind == FileKind::Directory)
+                        .count() as u32
                 } else {
                     n.links
                 };
@@ -425,18 +467,30 @@ async fn listing(meta: &Meta, root: Ino) -> Result<BTreeMap<String, String>, Fai
     while let Some((path, ino)) = stack.pop() {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = meta.readdir(&ctx, ino, after.as_deref(), 7, true).await.map_err(|e| e.to_string())?;
+            let page = meta
+                .readdir(&ctx, ino, after.as_deref(), 7, true)
+                .await
+                .map_err(|e| e.to_string())?;
             if page.is_empty() {
                 break;
             }
             after = page.last().map(|e| e.name.clone());
             for e in page {
                 let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
-                let a = e.attr.ok_or_else(|| format!("{p}: entry without attributes"))?;
-                let target = if a.kind == FileKind::Symlink { meta.readlink(e.ino).await.map_err(|e| e.to_string())? } else { Vec::new() };
+                let a = e
+                    .attr
+                    .ok_or_else(|| format!("{p}: entry without attributes"))?;
+                let target = if a.kind == FileKind::Symlink {
+                    meta.readlink(e.ino).await.map_err(|e| e.to_string())?
+                } else {
+                    Vec::new()
+                };
                 let mut xattrs = BTreeMap::new();
                 for name in meta.listxattr(e.ino).await.map_err(|e| e.to_string())? {
-                    let v = meta.getxattr(e.ino, &name).await.map_err(|e| e.to_string())?;
+                    let v = meta
+                        .getxattr(e.ino, &name)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     xattrs.insert(name, v);
                 }
                 out.insert(
@@ -469,7 +523,10 @@ impl Driver {
     fn pick_dir(&mut self) -> usize {
         // Mostly live directories, sometimes a removed one (ENOENT paths).
         let dirs: Vec<usize> = (0..self.model.nodes.len())
-            .filter(|&i| self.model.nodes[i].kind == FileKind::Directory && (self.model.nodes[i].alive || self.rng.u8(..) < 20))
+            .filter(|&i| {
+                self.model.nodes[i].kind == FileKind::Directory
+                    && (self.model.nodes[i].alive || self.rng.u8(..) < 20)
+            })
             .collect();
         dirs[self.rng.usize(..dirs.len())]
     }
@@ -504,7 +561,10 @@ impl Driver {
             let parent = self.pick_dir();
             let name = self.name();
             let (kind, mode) = match self.rng.u8(..4) {
-                0 => (FileKind::Directory, [0o755, 0o777, 0o1777, 0o700, 0o2775][self.rng.usize(..5)]),
+                0 => (
+                    FileKind::Directory,
+                    [0o755, 0o777, 0o1777, 0o700, 0o2775][self.rng.usize(..5)],
+                ),
                 1 => (FileKind::Symlink, 0o777),
                 2 => (FileKind::Fifo, 0o644),
                 _ => (FileKind::File, [0o644, 0o600, 0o666][self.rng.usize(..3)]),
@@ -520,24 +580,43 @@ impl Driver {
             if let (Ok(id), Ok((ino, _))) = (&want, &got) {
                 self.model.nodes[*id].ino = *ino;
             }
-            (format!("create {kind:?} {:?} in {pino}", String::from_utf8_lossy(name)), want.map(|_| ()), got.map(|_| ()))
+            (
+                format!(
+                    "create {kind:?} {:?} in {pino}",
+                    String::from_utf8_lossy(name)
+                ),
+                want.map(|_| ()),
+                got.map(|_| ()),
+            )
         } else if op < 37 {
             let parent = self.pick_dir();
             let name = self.name();
             let pino = self.model.nodes[parent].ino;
-            (format!("unlink {pino}/{}", String::from_utf8_lossy(name)), self.model.unlink(&ctx, parent, name), errno_of(meta.unlink(&ctx, pino, name).await)?)
+            (
+                format!("unlink {pino}/{}", String::from_utf8_lossy(name)),
+                self.model.unlink(&ctx, parent, name),
+                errno_of(meta.unlink(&ctx, pino, name).await)?,
+            )
         } else if op < 47 {
             let parent = self.pick_dir();
             let name = self.name();
             let pino = self.model.nodes[parent].ino;
-            (format!("rmdir {pino}/{}", String::from_utf8_lossy(name)), self.model.rmdir(&ctx, parent, name), errno_of(meta.rmdir(&ctx, pino, name).await)?)
+            (
+                format!("rmdir {pino}/{}", String::from_utf8_lossy(name)),
+                self.model.rmdir(&ctx, parent, name),
+                errno_of(meta.rmdir(&ctx, pino, name).await)?,
+            )
         } else if op < 70 {
             let (sp, dp) = (self.pick_dir(), self.pick_dir());
             let (sn, dn) = (self.name(), self.name());
             let flags = [0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE][self.rng.usize(..4)];
             let (spi, dpi) = (self.model.nodes[sp].ino, self.model.nodes[dp].ino);
             (
-                format!("rename {spi}/{} -> {dpi}/{} flags {flags}", String::from_utf8_lossy(sn), String::from_utf8_lossy(dn)),
+                format!(
+                    "rename {spi}/{} -> {dpi}/{} flags {flags}",
+                    String::from_utf8_lossy(sn),
+                    String::from_utf8_lossy(dn)
+                ),
                 self.model.rename(&ctx, sp, sn, dp, dn, flags),
                 errno_of(meta.rename(&ctx, spi, sn, dpi, dn, flags).await)?,
             )
@@ -546,33 +625,64 @@ impl Driver {
             let parent = self.pick_dir();
             let name = self.name();
             let (ti, pi) = (self.model.nodes[target].ino, self.model.nodes[parent].ino);
-            (format!("link {ti} -> {pi}/{}", String::from_utf8_lossy(name)), self.model.link(&ctx, target, parent, name), errno_of(meta.link(&ctx, ti, pi, name).await.map(|_| ()))?)
+            (
+                format!("link {ti} -> {pi}/{}", String::from_utf8_lossy(name)),
+                self.model.link(&ctx, target, parent, name),
+                errno_of(meta.link(&ctx, ti, pi, name).await.map(|_| ()))?,
+            )
         } else if op < 84 {
             let id = self.pick_node();
             let mode = [0o644, 0o755, 0o2755, 0o1777, 0o600][self.rng.usize(..5)];
             let ino = self.model.nodes[id].ino;
-            let set = SetAttr { mode: Some(mode), ..Default::default() };
-            (format!("chmod {ino} {mode:o}"), self.model.chmod(&ctx, id, mode), errno_of(meta.setattr(&ctx, ino, &set).await.map(|_| ()))?)
+            let set = SetAttr {
+                mode: Some(mode),
+                ..Default::default()
+            };
+            (
+                format!("chmod {ino} {mode:o}"),
+                self.model.chmod(&ctx, id, mode),
+                errno_of(meta.setattr(&ctx, ino, &set).await.map(|_| ()))?,
+            )
         } else if op < 90 {
             let id = self.pick_node();
             let size = [0, 10, 4096, 1 << 20, 100 << 20, 200 << 20][self.rng.usize(..6)];
             let ino = self.model.nodes[id].ino;
-            let set = SetAttr { size: Some(size), ..Default::default() };
-            (format!("truncate {ino} {size}"), self.model.truncate(&ctx, id, size), errno_of(meta.setattr(&ctx, ino, &set).await.map(|_| ()))?)
+            let set = SetAttr {
+                size: Some(size),
+                ..Default::default()
+            };
+            (
+                format!("truncate {ino} {size}"),
+                self.model.truncate(&ctx, id, size),
+                errno_of(meta.setattr(&ctx, ino, &set).await.map(|_| ()))?,
+            )
         } else if op < 96 {
             let id = self.pick_node();
             let name: &[u8] = [b"user.a".as_slice(), b"user.b"][self.rng.usize(..2)];
-            let flags = [0u32, libc::XATTR_CREATE as u32, libc::XATTR_REPLACE as u32][self.rng.usize(..3)];
+            let flags =
+                [0u32, libc::XATTR_CREATE as u32, libc::XATTR_REPLACE as u32][self.rng.usize(..3)];
             let value = vec![self.rng.u8(..); self.rng.usize(..64)];
             let ino = self.model.nodes[id].ino;
-            (format!("setxattr {ino} flags {flags}"), self.model.setxattr(&ctx, id, name, &value, flags), errno_of(meta.setxattr(&ctx, ino, name, &value, flags).await)?)
+            (
+                format!("setxattr {ino} flags {flags}"),
+                self.model.setxattr(&ctx, id, name, &value, flags),
+                errno_of(meta.setxattr(&ctx, ino, name, &value, flags).await)?,
+            )
         } else {
             let id = self.pick_node();
             let ino = self.model.nodes[id].ino;
-            (format!("removexattr {ino}"), self.model.removexattr(&ctx, id, b"user.a"), errno_of(meta.removexattr(&ctx, ino, b"user.a").await)?)
+            (
+                format!("removexattr {ino}"),
+                self.model.removexattr(&ctx, id, b"user.a"),
+                errno_of(meta.removexattr(&ctx, ino, b"user.a").await)?,
+            )
         };
         if want != got {
-            return Err(format!("op {} ({what}) as uid {}: model says {want:?}, jfs says {got:?}", self.ops, ctx.uid).into());
+            return Err(format!(
+                "op {} ({what}) as uid {}: model says {want:?}, jfs says {got:?}",
+                self.ops, ctx.uid
+            )
+            .into());
         }
         Ok(())
     }
@@ -583,12 +693,24 @@ async fn sequential(o: Opened, seeds: u64, ops: usize) -> Result<(), Failed> {
     let ctx = Ctx::root();
     for seed in 0..seeds {
         // Each seed works in a fresh directory, owned by root, mode 0777.
-        let (dir, _) = meta.mkdir(&ctx, ROOT_INO, format!("s{seed}").as_bytes(), 0o777).await.map_err(|e| e.to_string())?;
-        let mut driver = Driver { model: Model::new(dir, 0, 0o777), rng: fastrand::Rng::with_seed(seed), ops: 0 };
+        let (dir, _) = meta
+            .mkdir(&ctx, ROOT_INO, format!("s{seed}").as_bytes(), 0o777)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut driver = Driver {
+            model: Model::new(dir, 0, 0o777),
+            rng: fastrand::Rng::with_seed(seed),
+            ops: 0,
+        };
         for _ in 0..ops {
-            driver.step(&meta).await.map_err(|e| format!("seed {seed}: {}", e.message().unwrap_or_default()))?;
+            driver
+                .step(&meta)
+                .await
+                .map_err(|e| format!("seed {seed}: {}", e.message().unwrap_or_default()))?;
         }
-        compare(&meta, &driver.model, dir).await.map_err(|e| format!("seed {seed}: {}", e.message().unwrap_or_default()))?;
+        compare(&meta, &driver.model, dir)
+            .await
+            .map_err(|e| format!("seed {seed}: {}", e.message().unwrap_or_default()))?;
     }
     check_consistency(&meta, &o.clean).await
 }
@@ -620,12 +742,24 @@ async fn subtrees(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> {
         // Each client is its own Meta over the same store, as separate hosts are.
         let client = Meta::load(o.db.clone()).await.map_err(|e| e.to_string())?;
         handles.push(tokio::spawn(async move {
-            let (dir, _) = client.mkdir(&Ctx::root(), ROOT_INO, format!("c{c}").as_bytes(), 0o777).await.map_err(|e| e.to_string())?;
-            let mut driver = Driver { model: Model::new(dir, 0, 0o777), rng: fastrand::Rng::with_seed(100 + c), ops: 0 };
+            let (dir, _) = client
+                .mkdir(&Ctx::root(), ROOT_INO, format!("c{c}").as_bytes(), 0o777)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut driver = Driver {
+                model: Model::new(dir, 0, 0o777),
+                rng: fastrand::Rng::with_seed(100 + c),
+                ops: 0,
+            };
             for _ in 0..ops {
-                driver.step(&client).await.map_err(|e| format!("client {c}: {}", e.message().unwrap_or_default()))?;
+                driver
+                    .step(&client)
+                    .await
+                    .map_err(|e| format!("client {c}: {}", e.message().unwrap_or_default()))?;
             }
-            compare(&client, &driver.model, dir).await.map_err(|e| format!("client {c}: {}", e.message().unwrap_or_default()))?;
+            compare(&client, &driver.model, dir)
+                .await
+                .map_err(|e| format!("client {c}: {}", e.message().unwrap_or_default()))?;
             Ok::<_, Failed>(())
         }));
     }
@@ -642,7 +776,9 @@ async fn shared_tree(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> 
     let meta = Arc::new(formatted(&o.db).await?);
     let ctx = Ctx::root();
     for d in [b"x".as_slice(), b"y", b"z"] {
-        meta.mkdir(&ctx, ROOT_INO, d, 0o777).await.map_err(|e| e.to_string())?;
+        meta.mkdir(&ctx, ROOT_INO, d, 0o777)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut handles = Vec::new();
     for c in 0..clients {
@@ -655,14 +791,29 @@ async fn shared_tree(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> 
                 let dir = known[rng.usize(..known.len())];
                 let name = NAMES[rng.usize(..NAMES.len())];
                 let result = match rng.u8(..10) {
-                    0..=2 => client.mkdir(&ctx, dir, name, 0o777).await.map(|(ino, _)| known.push(ino)),
-                    3 => client.mknod(&ctx, dir, name, FileKind::File, 0o644, 0).await.map(|_| ()),
+                    0..=2 => client
+                        .mkdir(&ctx, dir, name, 0o777)
+                        .await
+                        .map(|(ino, _)| known.push(ino)),
+                    3 => client
+                        .mknod(&ctx, dir, name, FileKind::File, 0o644, 0)
+                        .await
+                        .map(|_| ()),
                     4 => client.rmdir(&ctx, dir, name).await,
                     5 => client.unlink(&ctx, dir, name).await,
                     _ => {
                         let other = known[rng.usize(..known.len())];
                         let flags = if rng.bool() { 0 } else { RENAME_EXCHANGE };
-                        client.rename(&ctx, dir, name, other, NAMES[rng.usize(..NAMES.len())], flags).await
+                        client
+                            .rename(
+                                &ctx,
+                                dir,
+                                name,
+                                other,
+                                NAMES[rng.usize(..NAMES.len())],
+                                flags,
+                            )
+                            .await
                     }
                 };
                 if let Err(MetaError::Kv(e)) = result {
@@ -694,13 +845,26 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
         }
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = meta.readdir(&ctx, dir, after.as_deref(), 100, true).await.map_err(|e| e.to_string())?;
+            let page = meta
+                .readdir(&ctx, dir, after.as_deref(), 100, true)
+                .await
+                .map_err(|e| e.to_string())?;
             let Some(last) = page.last() else { break };
             after = Some(last.name.clone());
             for e in page {
-                let attr = e.attr.ok_or_else(|| format!("entry {:?} in {dir} points to missing inode {}", String::from_utf8_lossy(&e.name), e.ino))?;
+                let attr = e.attr.ok_or_else(|| {
+                    format!(
+                        "entry {:?} in {dir} points to missing inode {}",
+                        String::from_utf8_lossy(&e.name),
+                        e.ino
+                    )
+                })?;
                 if attr.kind != e.kind {
-                    return Err(format!("entry kind {:?} but inode {} is {:?}", e.kind, e.ino, attr.kind).into());
+                    return Err(format!(
+                        "entry kind {:?} but inode {} is {:?}",
+                        e.kind, e.ino, attr.kind
+                    )
+                    .into());
                 }
                 *links.entry(e.ino).or_default() += 1;
                 if attr.kind == FileKind::Directory {
@@ -708,7 +872,11 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
                         return Err(format!("directory {} is in both {p} and {dir}", e.ino).into());
                     }
                     if attr.parent != dir {
-                        return Err(format!("directory {} says parent {} but is in {dir}", e.ino, attr.parent).into());
+                        return Err(format!(
+                            "directory {} says parent {} but is in {dir}",
+                            e.ino, attr.parent
+                        )
+                        .into());
                     }
                     stack.push(e.ino);
                 }
@@ -721,12 +889,18 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
         if attr.kind == FileKind::Directory {
             let subdirs = parents.values().filter(|&&p| p == ino).count() as u32;
             if attr.nlink != 2 + subdirs {
-                return Err(format!("directory {ino}: nlink {} but {subdirs} subdirectories", attr.nlink).into());
+                return Err(format!(
+                    "directory {ino}: nlink {} but {subdirs} subdirectories",
+                    attr.nlink
+                )
+                .into());
             }
             space += 4096;
         } else {
             if attr.nlink != count {
-                return Err(format!("inode {ino}: nlink {} but {count} entries", attr.nlink).into());
+                return Err(
+                    format!("inode {ino}: nlink {} but {count} entries", attr.nlink).into(),
+                );
             }
             space += attr.length.div_ceil(4096).max(1) * 4096;
         }
@@ -742,18 +916,29 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
         .into_iter()
         .map(|(key, _)| u64::from_be_bytes(key[1..9].try_into().unwrap_or_default()))
         .collect();
-    let all = tx.scan_all(&KeyRange::prefix(b"A"), 10_000, true).await.map_err(|e| e.to_string())?;
+    let all = tx
+        .scan_all(&KeyRange::prefix(b"A"), 10_000, true)
+        .await
+        .map_err(|e| e.to_string())?;
     for (key, _) in all {
         let ino = u64::from_be_bytes(key[1..9].try_into().map_err(|_| "short key")?);
         let reclaimable = queued.contains(&ino) && key[9] == b'C';
         if ino != ROOT_INO && !links.contains_key(&ino) && !reclaimable {
-            return Err(format!("inode {ino} has keys ({:?}) but no entry", String::from_utf8_lossy(&key[9..])).into());
+            return Err(format!(
+                "inode {ino} has keys ({:?}) but no entry",
+                String::from_utf8_lossy(&key[9..])
+            )
+            .into());
         }
     }
     let stat = meta.statfs().await.map_err(|e| e.to_string())?;
     let inodes = links.len() as u64 + 1;
     if stat.used_inodes != inodes || stat.used_bytes != space {
-        return Err(format!("usage counters say {} inodes, {} bytes; tree has {inodes} inodes, {space} bytes", stat.used_inodes, stat.used_bytes).into());
+        return Err(format!(
+            "usage counters say {} inodes, {} bytes; tree has {inodes} inodes, {space} bytes",
+            stat.used_inodes, stat.used_bytes
+        )
+        .into());
     }
     Ok(())
 }

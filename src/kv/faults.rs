@@ -22,6 +22,9 @@ pub struct FaultConfig {
     pub maybe_committed_lost: f64,
     /// A read fails with `Transient`.
     pub read_transient: f64,
+    /// Every read and commit first yields to other tasks, so concurrent
+    /// transactions interleave as they would over a network.
+    pub yield_on_io: bool,
 }
 
 impl FaultConfig {
@@ -33,6 +36,7 @@ impl FaultConfig {
             maybe_committed_applied: rate,
             maybe_committed_lost: rate,
             read_transient: rate,
+            yield_on_io: false,
         }
     }
 }
@@ -60,6 +64,12 @@ impl FaultyEngine {
 
     pub fn injected(&self) -> u64 {
         self.counts.injected.load(Ordering::Relaxed)
+    }
+}
+
+async fn pause(yield_now: bool) {
+    if yield_now {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -109,6 +119,7 @@ impl FaultyTxn {
 #[async_trait]
 impl EngineTxn for FaultyTxn {
     async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        pause(self.config.yield_on_io).await;
         if self.inject(self.config.read_transient) {
             return Err(KvError::Transient("injected read fault".into()));
         }
@@ -121,6 +132,7 @@ impl EngineTxn for FaultyTxn {
         limit: usize,
         reverse: bool,
     ) -> KvResult<Vec<(Key, Value)>> {
+        pause(self.config.yield_on_io).await;
         if self.inject(self.config.read_transient) {
             return Err(KvError::Transient("injected scan fault".into()));
         }
@@ -128,6 +140,7 @@ impl EngineTxn for FaultyTxn {
     }
 
     async fn commit(self: Box<Self>, request: CommitRequest) -> KvResult<()> {
+        pause(self.config.yield_on_io).await;
         let c = self.config;
         if self.inject(c.conflict) {
             return Err(KvError::Conflict("injected conflict".into()));

@@ -22,6 +22,7 @@ pub struct EngineUnderTest {
 
 /// A fresh, empty engine, plus its fault-free twin over the same data.
 pub struct Opened {
+    engine: Arc<dyn Engine>,
     /// With fault injection when the configuration has it.
     pub db: Db,
     /// The same data, no faults: for tests that need exact interleavings.
@@ -121,6 +122,7 @@ impl EngineUnderTest {
             ..Default::default()
         };
         Opened {
+            engine: engine.clone(),
             db: Db::new(
                 engine.clone(),
                 DbOptions {
@@ -145,6 +147,17 @@ fn open_embedded(path: &std::path::Path, candidate: Option<&str>) -> Arc<dyn Eng
             let url = MetaUrl::parse(path.to_str().expect("utf-8 path")).expect("url");
             jfs::kv::url::open_engine(&url).expect("open embedded engine")
         }
+    }
+}
+
+impl Opened {
+    /// The engine itself, to wrap in other options.
+    pub fn engine(&self) -> Arc<dyn Engine> {
+        self.engine.clone()
+    }
+
+    pub fn clean_db(&self) -> &Db {
+        &self.clean
     }
 }
 
