@@ -759,6 +759,47 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// Removes `name` in `parent` and, for a directory, everything below it
+    /// (as `rm -r`), one entry per transaction, depth first: memory stays
+    /// bounded by the depth of the tree, and every transaction stays within
+    /// the strict limits whatever the size of the tree.
+    pub async fn remove_tree(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<u64> {
+        let (ino, attr) = self.lookup(ctx, parent, name).await?;
+        if !attr.is_dir() {
+            self.unlink(ctx, parent, name).await?;
+            return Ok(1);
+        }
+        let mut removed = 0u64;
+        let mut stack: Vec<(Ino, Vec<u8>, Ino)> = vec![(parent, name.to_vec(), ino)];
+        while let Some((dir_parent, dir_name, dir)) = stack.last().cloned() {
+            let page = self.readdir(ctx, dir, None, 100, false).await?;
+            if page.is_empty() {
+                match self.rmdir(ctx, dir_parent, &dir_name).await {
+                    Ok(()) | Err(MetaError::Errno(libc::ENOENT)) => {}
+                    // Something was created meanwhile: list again.
+                    Err(MetaError::Errno(libc::ENOTEMPTY)) => continue,
+                    Err(e) => return Err(e),
+                }
+                removed += 1;
+                stack.pop();
+                continue;
+            }
+            for entry in page {
+                if entry.kind == FileKind::Directory {
+                    stack.push((dir, entry.name, entry.ino));
+                    break;
+                }
+                match self.unlink(ctx, dir, &entry.name).await {
+                    Ok(()) | Err(MetaError::Errno(libc::ENOENT)) => removed += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// EINVAL if `dir` is `moving` or lies below it. Reads every ancestor of
 /// `dir` tracked, so a concurrent rename that changes the chain conflicts.
 async fn check_not_ancestor(tx: &Txn, moving: Ino, dir: Ino) -> MetaResult<()> {
