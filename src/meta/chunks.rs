@@ -6,6 +6,7 @@
 use super::attr::{Attr, FileKind, SliceRecord, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino};
+use super::overlay::{cut, overlay};
 use super::{load_attr, space_of, Ctx, Meta, W_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::Txn;
@@ -18,6 +19,16 @@ const MAX_CHUNKS_PER_TXN: u64 = 64;
 
 /// Records read per scan page.
 const SLICE_PAGE: usize = 1024;
+
+/// fallocate(2) modes jfs supports.
+pub const FALLOC_FL_KEEP_SIZE: u32 = libc::FALLOC_FL_KEEP_SIZE as u32;
+pub const FALLOC_FL_PUNCH_HOLE: u32 = libc::FALLOC_FL_PUNCH_HOLE as u32;
+pub const FALLOC_FL_ZERO_RANGE: u32 = libc::FALLOC_FL_ZERO_RANGE as u32;
+
+/// Source segments one copy_file_range transaction shares; a copy of a
+/// more fragmented range is short (the caller continues), which keeps each
+/// transaction within the strict limits (2 keys per segment).
+const MAX_COPY_SEGMENTS: usize = 40;
 
 impl Meta {
     /// Appends `slice` to chunk `index` of `ino` and extends the length to
@@ -84,6 +95,163 @@ impl Meta {
         .await
     }
 
+    /// fallocate(2): reserve (extend the length unless KEEP_SIZE), punch a
+    /// hole (with KEEP_SIZE) or zero a range. Ranges over many chunks are
+    /// done in several transactions of at most 64 chunks, the length change
+    /// last; holes are idempotent, so a retry or a partial run is harmless.
+    pub async fn fallocate(&self, ino: Ino, mode: u32, offset: u64, len: u64) -> MetaResult<Attr> {
+        let supported = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+        if mode & !supported != 0 {
+            return errno(libc::EOPNOTSUPP);
+        }
+        let punch = mode & FALLOC_FL_PUNCH_HOLE != 0;
+        let zero = mode & FALLOC_FL_ZERO_RANGE != 0;
+        if len == 0 || (punch && mode & FALLOC_FL_KEEP_SIZE == 0) || (punch && zero) {
+            return errno(libc::EINVAL);
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or(MetaError::Errno(libc::EFBIG))?;
+        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let step = MAX_CHUNKS_PER_TXN * CHUNK_SIZE;
+        let mut from = offset;
+        loop {
+            let to = end.min((from / CHUNK_SIZE) * CHUNK_SIZE + step);
+            let last = to == end;
+            let now = Timestamp::now();
+            let attr = self
+                .txn("fallocate", |tx| async move {
+                    let mut attr = load_attr(&tx, ino, true)
+                        .await?
+                        .ok_or(MetaError::Errno(libc::ENOENT))?;
+                    match attr.kind {
+                        FileKind::File => {}
+                        FileKind::Directory => return errno(libc::EISDIR),
+                        _ => return errno(libc::ENODEV),
+                    }
+                    if punch || zero {
+                        // Beyond the end nothing shows; only zero-range extends.
+                        let hole_end = if punch { to.min(attr.length) } else { to };
+                        put_holes(&tx, ino, &mut attr, from, hole_end)?;
+                    }
+                    if last && !keep_size && end > attr.length {
+                        let growth = space_of(end) - space_of(attr.length);
+                        self.check_quota(&tx, growth, 0).await?;
+                        self.charge(&tx, growth as i64, 0)?;
+                        attr.length = end;
+                    }
+                    attr.mtime = now;
+                    attr.ctime = now;
+                    tx.put(keys::attr(ino), attr.encode())?;
+                    Ok(attr)
+                })
+                .await?;
+            if last {
+                return Ok(attr);
+            }
+            from = to;
+        }
+    }
+
+    /// copy_file_range(2) inside the volume: the destination gets records
+    /// pointing at the source's slices (each shared slice's reference count
+    /// goes up), no data is copied. Copies at most to the end of the current
+    /// source and destination chunks and at most `MAX_COPY_SEGMENTS` pieces;
+    /// returns the bytes copied (possibly fewer than asked, as the call
+    /// allows; 0 at the end of the source).
+    pub async fn copy_file_range(
+        &self,
+        src: Ino,
+        src_offset: u64,
+        dst: Ino,
+        dst_offset: u64,
+        len: u64,
+    ) -> MetaResult<u64> {
+        let to_chunk_end = |off: u64| CHUNK_SIZE - off % CHUNK_SIZE;
+        let len = len
+            .min(to_chunk_end(src_offset))
+            .min(to_chunk_end(dst_offset));
+        if len == 0 {
+            return Ok(0);
+        }
+        if src == dst && src_offset < dst_offset + len && dst_offset < src_offset + len {
+            return errno(libc::EINVAL);
+        }
+        let now = Timestamp::now();
+        self.txn("copy_file_range", |tx| async move {
+            let src_attr = load_attr(&tx, src, true)
+                .await?
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            let mut dst_attr = if dst == src {
+                src_attr.clone()
+            } else {
+                load_attr(&tx, dst, true)
+                    .await?
+                    .ok_or(MetaError::Errno(libc::ENOENT))?
+            };
+            if src_attr.is_dir() || dst_attr.is_dir() {
+                return errno(libc::EISDIR);
+            }
+            if src_attr.kind != FileKind::File || dst_attr.kind != FileKind::File {
+                return errno(libc::EINVAL);
+            }
+            let mut len = len.min(src_attr.length.saturating_sub(src_offset));
+            if len == 0 {
+                return Ok(0);
+            }
+            let (src_index, src_pos) = ((src_offset / CHUNK_SIZE) as u32, src_offset % CHUNK_SIZE);
+            let records: Vec<SliceRecord> = tx
+                .scan_all(&keys::chunk(src, src_index), SLICE_PAGE, false)
+                .await?
+                .iter()
+                .map(|(_, v)| SliceRecord::decode(v).ok_or(MetaError::Errno(libc::EIO)))
+                .collect::<MetaResult<_>>()?;
+            let mut pieces: Vec<SliceRecord> = overlay(&records)
+                .into_iter()
+                .filter(|s| (s.pos as u64) < src_pos + len && s.pos as u64 + s.len as u64 > src_pos)
+                .map(|s| {
+                    let from = (s.pos as u64).max(src_pos);
+                    let to = (s.pos as u64 + s.len as u64).min(src_pos + len);
+                    cut(&s, from, to)
+                })
+                .collect();
+            if pieces.len() > MAX_COPY_SEGMENTS {
+                pieces.truncate(MAX_COPY_SEGMENTS);
+                let last = pieces[MAX_COPY_SEGMENTS - 1];
+                len = last.pos as u64 + last.len as u64 - src_pos;
+            }
+            let dst_index = (dst_offset / CHUNK_SIZE) as u32;
+            let dst_pos = dst_offset % CHUNK_SIZE;
+            // Gaps in the source read as zeros in the copy too.
+            put_holes(&tx, dst, &mut dst_attr, dst_offset, dst_offset + len)?;
+            for piece in pieces.iter().filter(|p| p.id != 0) {
+                dst_attr.slice_seq += 1;
+                let record = SliceRecord {
+                    pos: (dst_pos + piece.pos as u64 - src_pos) as u32,
+                    ..*piece
+                };
+                tx.put(
+                    keys::slice(dst, dst_index, dst_attr.slice_seq),
+                    record.encode(),
+                )?;
+                tx.add(keys::slice_refs(piece.id, piece.size), 1)?;
+            }
+            let end = dst_offset + len;
+            if end > dst_attr.length {
+                let growth = space_of(end) - space_of(dst_attr.length);
+                self.check_quota(&tx, growth, 0).await?;
+                self.charge(&tx, growth as i64, 0)?;
+                dst_attr.length = end;
+            }
+            dst_attr.mtime = now;
+            dst_attr.ctime = now;
+            tx.put(keys::attr(dst), dst_attr.encode())?;
+            Ok(len)
+        })
+        .await
+    }
+
     /// Shrinks a file by at most `MAX_CHUNKS_PER_TXN` chunks per transaction
     /// until the rest fits in one; the caller's transaction does the last
     /// step. Observers see the length fall in steps, never stale data.
@@ -136,27 +304,8 @@ impl Meta {
             self.check_quota(tx, growth, 0).await?;
             self.charge(tx, growth as i64, 0)?;
         } else if size < attr.length {
-            let first = size / CHUNK_SIZE;
-            let last = (attr.length - 1) / CHUNK_SIZE;
-            for index in first..=last {
-                let chunk_start = index * CHUNK_SIZE;
-                let from = size.max(chunk_start) - chunk_start;
-                let to = attr.length.min(chunk_start + CHUNK_SIZE) - chunk_start;
-                if to > from {
-                    attr.slice_seq += 1;
-                    let hole = SliceRecord {
-                        pos: from as u32,
-                        id: 0,
-                        size: (to - from) as u32,
-                        offset: 0,
-                        len: (to - from) as u32,
-                    };
-                    tx.put(
-                        keys::slice(ino, index as u32, attr.slice_seq),
-                        hole.encode(),
-                    )?;
-                }
-            }
+            let old = attr.length;
+            put_holes(tx, ino, attr, size, old)?;
             let freed = space_of(attr.length) - space_of(size);
             self.charge(tx, -(freed as i64), 0)?;
         }
@@ -165,6 +314,33 @@ impl Meta {
         attr.ctime = now;
         Ok(())
     }
+}
+
+/// Writes hole records over the file bytes `[from, to)`, one per chunk
+/// touched, taking sequence numbers from `attr` (which the caller writes).
+fn put_holes(tx: &Txn, ino: Ino, attr: &mut Attr, from: u64, to: u64) -> MetaResult<()> {
+    if to <= from {
+        return Ok(());
+    }
+    for index in from / CHUNK_SIZE..=(to - 1) / CHUNK_SIZE {
+        let chunk_start = index * CHUNK_SIZE;
+        let start = from.max(chunk_start) - chunk_start;
+        let end = to.min(chunk_start + CHUNK_SIZE) - chunk_start;
+        attr.slice_seq += 1;
+        let len = (end - start) as u32;
+        let hole = SliceRecord {
+            pos: start as u32,
+            id: 0,
+            size: len,
+            offset: 0,
+            len,
+        };
+        tx.put(
+            keys::slice(ino, index as u32, attr.slice_seq),
+            hole.encode(),
+        )?;
+    }
+    Ok(())
 }
 
 fn chunks_between(from: u64, to: u64) -> u64 {

@@ -24,6 +24,7 @@ const TAG_XATTR: u8 = b'X';
 const SETTING: &[u8] = b"Vsetting";
 const COUNTER: u8 = b'N';
 const DELETED: u8 = b'R';
+const SLICE_REFS: u8 = b'K';
 const SESSION: u8 = b'E';
 const SESSION_INFO: u8 = b'F';
 
@@ -170,6 +171,15 @@ pub fn deleted_file(ino: Ino, length: u64) -> Key {
 
 pub fn deleted_files() -> KeyRange {
     KeyRange::prefix(&[DELETED])
+}
+
+/// Extra references to slice `id` (of `size` bytes) beyond its first
+/// record: copies share slices.
+pub fn slice_refs(id: u64, size: u32) -> Key {
+    let mut k = vec![SLICE_REFS];
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&size.to_be_bytes());
+    k
 }
 
 /// Heartbeat expiry of session `sid`.

@@ -13,6 +13,7 @@ mod error;
 mod ids;
 pub mod keys;
 mod namespace;
+pub mod overlay;
 mod session;
 mod setting;
 mod xattr;
@@ -21,7 +22,7 @@ use std::future::Future;
 
 pub use access::{Ctx, R_OK, W_OK, X_OK};
 pub use attr::{decode_dentry, encode_dentry, Attr, FileKind, SliceRecord, Timestamp};
-pub use chunks::CHUNK_SIZE;
+pub use chunks::{CHUNK_SIZE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
 pub use error::{errno, MetaError, MetaResult};
 pub use keys::{Ino, ROOT_INO};
 pub use namespace::{DirEntry, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
