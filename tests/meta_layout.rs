@@ -99,7 +99,7 @@ async fn random_layout_ops_match_byte_model() {
     const SPAN: u64 = 64 << 10;
     let regions = [(0, SPAN), (CHUNK_SIZE - SPAN / 2, CHUNK_SIZE + SPAN / 2)];
     let mut rng = fastrand::Rng::with_seed(42);
-    let mut pick_range = |rng: &mut fastrand::Rng| {
+    let pick_range = |rng: &mut fastrand::Rng| {
         let (a, b) = regions[rng.usize(..2)];
         let off = rng.u64(a..b);
         let len = rng.u64(1..4096).min(b - off);
