@@ -12,6 +12,7 @@ mod chunks;
 mod error;
 mod ids;
 pub mod keys;
+mod locks;
 mod namespace;
 pub mod overlay;
 mod session;
@@ -25,6 +26,7 @@ pub use attr::{decode_dentry, encode_dentry, Attr, FileKind, SliceRecord, Timest
 pub use chunks::{CHUNK_SIZE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
 pub use error::{errno, MetaError, MetaResult};
 pub use keys::{Ino, ROOT_INO};
+pub use locks::{LockKind, PosixLock};
 pub use namespace::{DirEntry, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use session::SessionInfo;
 pub use setting::{new_uuid, validate_name, Volume, SCHEMA_VERSION};
@@ -46,6 +48,8 @@ pub struct Meta {
     inodes: IdAllocator,
     slices: IdAllocator,
     session: std::sync::Mutex<Option<u64>>,
+    /// Woken when this client releases a lock, for its blocked takers.
+    lock_released: tokio::sync::Notify,
 }
 
 /// Volume-wide usage, summed over the counter shards.
@@ -132,6 +136,7 @@ impl Meta {
             inodes: IdAllocator::new("ino"),
             slices: IdAllocator::new("slice"),
             session: std::sync::Mutex::new(None),
+            lock_released: tokio::sync::Notify::new(),
         })
     }
 

@@ -106,13 +106,16 @@ impl Meta {
     /// when no session has it open any more.
     pub async fn close(&self, ino: Ino) -> MetaResult<()> {
         let sid = self.require_session()?;
-        self.release_open(sid, ino).await
+        self.release_open(sid, ino).await?;
+        self.lock_released.notify_waiters();
+        Ok(())
     }
 
     async fn release_open(&self, sid: u64, ino: Ino) -> MetaResult<()> {
         self.txn("close", |tx| async move {
             tx.delete(keys::open(ino, sid))?;
             tx.delete(session_open(sid, ino))?;
+            self.drop_session_locks(&tx, ino, sid).await?;
             let Some(attr) = load_attr(&tx, ino, true).await? else {
                 return Ok(());
             };
@@ -156,6 +159,7 @@ impl Meta {
                 self.release_open(sid, ino).await?;
             }
         }
+        self.lock_released.notify_waiters();
         self.txn("close_session", |tx| async move {
             tx.delete(keys::session(sid))?;
             tx.delete(keys::session_info(sid))?;
