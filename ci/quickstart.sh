@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 . ci/lib.sh
 
 ci/install.sh
-cargo build --release --features redb,sqlite --bin jfs --example kv_engine_compare
+cargo build --release --features redb,sqlite --bin jfs --example kv_engine_compare --example meta_bench
 ./target/release/jfs --version
 ./target/release/examples/kv_engine_compare
+./target/release/examples/meta_bench
