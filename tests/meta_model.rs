@@ -836,6 +836,7 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
     let ctx = Ctx::root();
     let mut links: HashMap<Ino, u32> = HashMap::new();
     let mut parents: HashMap<Ino, Ino> = HashMap::new();
+    let mut dir_usage: HashMap<Ino, (u64, u64)> = HashMap::new();
     let mut stack = vec![ROOT_INO];
     let mut visited = 0usize;
     while let Some(dir) = stack.pop() {
@@ -867,6 +868,9 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
                     .into());
                 }
                 *links.entry(e.ino).or_default() += 1;
+                let usage = dir_usage.entry(dir).or_default();
+                usage.0 += jfs::meta::entry_space(&attr);
+                usage.1 += 1;
                 if attr.kind == FileKind::Directory {
                     if let Some(p) = parents.insert(e.ino, dir) {
                         return Err(format!("directory {} is in both {p} and {dir}", e.ino).into());
@@ -903,6 +907,17 @@ async fn check_consistency(meta: &Meta, db: &Db) -> Result<(), Failed> {
                 );
             }
             space += attr.length.div_ceil(4096).max(1) * 4096;
+        }
+    }
+    // Per-directory usage, exact now that the clients are quiet.
+    for dir in std::iter::once(ROOT_INO).chain(parents.keys().copied()) {
+        let want = dir_usage.get(&dir).copied().unwrap_or_default();
+        let got = meta.dir_usage(dir).await.map_err(|e| e.to_string())?;
+        if got != want {
+            return Err(format!(
+                "directory {dir}: usage says (space, entries) {got:?}, entries add up to {want:?}"
+            )
+            .into());
         }
     }
     // No keys of inodes that are gone.

@@ -74,7 +74,7 @@ impl Meta {
             attr.mtime = now;
             attr.ctime = now;
             tx.put(keys::attr(ino), attr.encode())?;
-            self.charge(&tx, growth as i64, 0)?;
+            self.charge_length(&tx, &attr, growth as i64)?;
             Ok(attr)
         })
         .await
@@ -138,7 +138,7 @@ impl Meta {
                     if last && !keep_size && end > attr.length {
                         let growth = space_of(end) - space_of(attr.length);
                         self.check_quota(&tx, growth, 0).await?;
-                        self.charge(&tx, growth as i64, 0)?;
+                        self.charge_length(&tx, &attr, growth as i64)?;
                         attr.length = end;
                     }
                     attr.mtime = now;
@@ -241,7 +241,7 @@ impl Meta {
             if end > dst_attr.length {
                 let growth = space_of(end) - space_of(dst_attr.length);
                 self.check_quota(&tx, growth, 0).await?;
-                self.charge(&tx, growth as i64, 0)?;
+                self.charge_length(&tx, &dst_attr, growth as i64)?;
                 dst_attr.length = end;
             }
             dst_attr.mtime = now;
@@ -302,12 +302,12 @@ impl Meta {
         if size > attr.length {
             let growth = space_of(size) - space_of(attr.length);
             self.check_quota(tx, growth, 0).await?;
-            self.charge(tx, growth as i64, 0)?;
+            self.charge_length(tx, attr, growth as i64)?;
         } else if size < attr.length {
             let old = attr.length;
             put_holes(tx, ino, attr, size, old)?;
             let freed = space_of(attr.length) - space_of(size);
-            self.charge(tx, -(freed as i64), 0)?;
+            self.charge_length(tx, attr, -(freed as i64))?;
         }
         attr.length = size;
         attr.mtime = now;

@@ -19,6 +19,8 @@ const TAG_DENTRY: u8 = b'D';
 const TAG_OPEN: u8 = b'O';
 const TAG_SYMLINK: u8 = b'S';
 const TAG_XATTR: u8 = b'X';
+const TAG_DIR_SPACE: u8 = b'M';
+const TAG_DIR_INODES: u8 = b'N';
 
 /// Volume-wide families.
 const SETTING: &[u8] = b"Vsetting";
@@ -54,6 +56,28 @@ pub fn dir_ctime(ino: Ino) -> Key {
 
 pub fn subdirs(ino: Ino) -> Key {
     inode_key(ino, TAG_SUBDIRS, 0)
+}
+
+/// Shard `shard` of the space used by the entries of directory `ino`.
+pub fn dir_space(ino: Ino, shard: u16) -> Key {
+    let mut k = inode_key(ino, TAG_DIR_SPACE, 2);
+    k.extend_from_slice(&shard.to_be_bytes());
+    k
+}
+
+pub fn dir_space_shards(ino: Ino) -> KeyRange {
+    KeyRange::prefix(&inode_key(ino, TAG_DIR_SPACE, 0))
+}
+
+/// Shard `shard` of the number of entries of directory `ino`.
+pub fn dir_inodes(ino: Ino, shard: u16) -> Key {
+    let mut k = inode_key(ino, TAG_DIR_INODES, 2);
+    k.extend_from_slice(&shard.to_be_bytes());
+    k
+}
+
+pub fn dir_inodes_shards(ino: Ino) -> KeyRange {
+    KeyRange::prefix(&inode_key(ino, TAG_DIR_INODES, 0))
 }
 
 pub fn symlink(ino: Ino) -> Key {

@@ -37,6 +37,10 @@ use ids::IdAllocator;
 /// Shards of the usage counters; each client adds to its own.
 const USAGE_SHARDS: u16 = 64;
 
+/// Shards of a directory's usage counters (few, since removing the
+/// directory deletes them all in one transaction).
+const DIR_USAGE_SHARDS: u16 = 8;
+
 /// Space every inode is charged at least, as JuiceFS does: 4 KiB.
 const MIN_SPACE_BYTES: u64 = 4096;
 
@@ -229,6 +233,49 @@ impl Meta {
         Ok(())
     }
 
+    /// Adds to directory `dir`'s usage (its entries' space and count).
+    fn charge_dir(&self, tx: &Txn, dir: Ino, space: i64, inodes: i64) -> MetaResult<()> {
+        let shard = self.usage_shard % DIR_USAGE_SHARDS;
+        if space != 0 {
+            tx.add(keys::dir_space(dir, shard), space)?;
+        }
+        if inodes != 0 {
+            tx.add(keys::dir_inodes(dir, shard), inodes)?;
+        }
+        Ok(())
+    }
+
+    /// Charges a change of a file's space: to the volume, and to its
+    /// directory while it has a single parent (see [`entry_space`]).
+    fn charge_length(&self, tx: &Txn, attr: &Attr, space: i64) -> MetaResult<()> {
+        self.charge(tx, space, 0)?;
+        if attr.parent != 0 && space != 0 {
+            self.charge_dir(tx, attr.parent, space, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Space and entries of directory `ino` (its direct entries), summed
+    /// over the shards.
+    pub async fn dir_usage(&self, ino: Ino) -> MetaResult<(u64, u64)> {
+        self.txn("dir_usage", |tx| async move {
+            let space: i64 = tx
+                .scan_all(&keys::dir_space_shards(ino), 64, true)
+                .await?
+                .iter()
+                .map(|(_, v)| decode_counter(v))
+                .sum();
+            let inodes: i64 = tx
+                .scan_all(&keys::dir_inodes_shards(ino), 64, true)
+                .await?
+                .iter()
+                .map(|(_, v)| decode_counter(v))
+                .sum();
+            Ok((space.max(0) as u64, inodes.max(0) as u64))
+        })
+        .await
+    }
+
     /// ENOSPC when the volume's capacity or inode limit would be passed.
     async fn check_quota(&self, tx: &Txn, space: u64, inodes: u64) -> MetaResult<()> {
         if inodes > 0 && self.volume.inode_limit > 0 {
@@ -244,6 +291,17 @@ impl Meta {
             }
         }
         Ok(())
+    }
+}
+
+/// What an entry counts in its directory's usage: a file with one parent
+/// its length rounded up to 4 KiB (kept up to date as it changes); anything
+/// else, including a file that has had several links (parent 0), 4 KiB.
+pub fn entry_space(attr: &Attr) -> u64 {
+    if attr.kind == FileKind::File && attr.parent != 0 {
+        space_of(attr.length)
+    } else {
+        MIN_SPACE_BYTES
     }
 }
 

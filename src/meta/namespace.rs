@@ -11,7 +11,7 @@
 use super::attr::{decode_dentry, encode_dentry, Attr, FileKind, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino, ROOT_INO};
-use super::{load_attr, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
+use super::{entry_space, load_attr, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{encode_counter, Txn};
 
@@ -245,6 +245,7 @@ impl Meta {
             }
             touch_dir(&tx, parent, now)?;
             self.charge(&tx, MIN_SPACE_BYTES as i64, 1)?;
+            self.charge_dir(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
             Ok((ino, attr))
         })
         .await
@@ -274,6 +275,12 @@ impl Meta {
             if attr.nlink == u32::MAX {
                 return errno(libc::EMLINK);
             }
+            // With several links a file counts 4 KiB in each directory.
+            if attr.parent != 0 {
+                let was = entry_space(&attr) as i64;
+                self.charge_dir(&tx, attr.parent, MIN_SPACE_BYTES as i64 - was, 0)?;
+            }
+            self.charge_dir(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
             attr.nlink += 1;
             attr.ctime = now;
             attr.parent = 0;
@@ -313,6 +320,8 @@ impl Meta {
             }
             tx.delete(keys::dentry(parent, name))?;
             touch_dir(&tx, parent, now)?;
+            let space = attr.as_ref().map_or(MIN_SPACE_BYTES, entry_space);
+            self.charge_dir(&tx, parent, -(space as i64), -1)?;
             if let Some(attr) = attr {
                 self.drop_link(&tx, ino, attr, now).await?;
             }
@@ -360,6 +369,11 @@ impl Meta {
                 tx.delete(keys::dir_mtime(ino))?;
                 tx.delete(keys::dir_ctime(ino))?;
                 tx.delete(keys::subdirs(ino))?;
+                for range in [keys::dir_space_shards(ino), keys::dir_inodes_shards(ino)] {
+                    for (key, _) in tx.scan_all(&range, 64, true).await? {
+                        tx.delete(key)?;
+                    }
+                }
             }
             FileKind::File if attr.slice_seq > 0 => {
                 tx.put(
@@ -414,6 +428,7 @@ impl Meta {
             tx.delete(keys::dentry(parent, name))?;
             tx.add(keys::subdirs(parent), -1)?;
             touch_dir(&tx, parent, now)?;
+            self.charge_dir(&tx, parent, -(MIN_SPACE_BYTES as i64), -1)?;
             self.delete_inode(&tx, ino, &attr).await
         })
         .await
@@ -542,10 +557,11 @@ impl Meta {
                             tx.add(keys::subdirs(from), -1)?;
                             tx.add(keys::subdirs(to), 1)?;
                         }
+                        self.charge_dir(&tx, from, -(entry_space(a) as i64), -1)?;
                         if a.is_dir() || a.parent == from {
                             a.parent = to;
                         }
-                        Ok(())
+                        self.charge_dir(&tx, to, entry_space(a) as i64, 1)
                     };
                     moved(&mut src, src_parent, dst_parent)?;
                     moved(&mut dst_attr, dst_parent, src_parent)?;
@@ -554,6 +570,7 @@ impl Meta {
                 tx.put(keys::attr(dst_ino), dst_attr.encode())?;
             } else {
                 if let Some((dst_ino, dst_attr)) = dst_attr {
+                    self.charge_dir(&tx, dst_parent, -(entry_space(&dst_attr) as i64), -1)?;
                     match (src.is_dir(), dst_attr.is_dir()) {
                         (true, false) => return errno(libc::ENOTDIR),
                         (false, true) => return errno(libc::EISDIR),
@@ -577,9 +594,11 @@ impl Meta {
                         tx.add(keys::subdirs(src_parent), -1)?;
                         tx.add(keys::subdirs(dst_parent), 1)?;
                     }
+                    self.charge_dir(&tx, src_parent, -(entry_space(&src) as i64), -1)?;
                     if src.is_dir() || src.parent == src_parent {
                         src.parent = dst_parent;
                     }
+                    self.charge_dir(&tx, dst_parent, entry_space(&src) as i64, 1)?;
                 }
             }
             src.ctime = now;
