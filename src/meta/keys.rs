@@ -8,6 +8,10 @@ pub type Ino = u64;
 /// The root directory.
 pub const ROOT_INO: Ino = 1;
 
+/// The trash directory, `/.trash`, when the volume keeps deleted files.
+pub const TRASH_INO: Ino = 2;
+pub const TRASH_NAME: &[u8] = b".trash";
+
 /// Inode-scoped families: `A` + ino + tag [+ suffix].
 const INODE: u8 = b'A';
 const TAG_ATTR: u8 = b'I';

@@ -17,6 +17,7 @@ mod namespace;
 pub mod overlay;
 mod session;
 mod setting;
+mod trash;
 mod xattr;
 
 use std::future::Future;
@@ -101,6 +102,11 @@ impl Meta {
                         )?;
                         tx.add(keys::counter("inodes", 0), 1)?;
                         tx.add(keys::counter("space", 0), MIN_SPACE_BYTES as i64)?;
+                    }
+                    if volume.trash_days > 0
+                        && tx.get(&keys::attr(keys::TRASH_INO)).await?.is_none()
+                    {
+                        trash::create_trash_dir(&tx)?;
                     }
                     Ok(Ok(()))
                 }

@@ -10,7 +10,7 @@
 
 use super::attr::{decode_dentry, encode_dentry, Attr, FileKind, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
-use super::keys::{self, Ino, ROOT_INO};
+use super::keys::{self, Ino, ROOT_INO, TRASH_INO};
 use super::{entry_space, load_attr, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{encode_counter, Txn};
@@ -300,6 +300,13 @@ impl Meta {
             return errno(libc::EISDIR);
         }
         let now = Timestamp::now();
+        // An inode for the trash's hour directory, in case this unlink is
+        // the first of the hour.
+        let hour_ino = if self.volume.trash_days > 0 {
+            self.inodes.next(&self.db).await?
+        } else {
+            0
+        };
         self.txn("unlink", |tx| async move {
             let dir = writable_dir(&tx, ctx, parent).await?;
             let Some((kind, ino)) = get_dentry(&tx, parent, name).await? else {
@@ -323,11 +330,73 @@ impl Meta {
             let space = attr.as_ref().map_or(MIN_SPACE_BYTES, entry_space);
             self.charge_dir(&tx, parent, -(space as i64), -1)?;
             if let Some(attr) = attr {
-                self.drop_link(&tx, ino, attr, now).await?;
+                let trashed = hour_ino != 0
+                    && attr.kind == FileKind::File
+                    && attr.nlink == 1
+                    && parent != TRASH_INO
+                    && dir.parent != TRASH_INO
+                    && self
+                        .move_to_trash(&tx, ino, attr.clone(), parent, name, hour_ino, now)
+                        .await?;
+                if !trashed {
+                    self.drop_link(&tx, ino, attr, now).await?;
+                }
             }
             Ok(())
         })
         .await
+    }
+
+    /// Moves a file whose last link is being removed into the trash's
+    /// directory of the current hour (made if needed), as
+    /// `PARENT-INODE-NAME`. False when the volume has no trash directory.
+    #[allow(clippy::too_many_arguments)]
+    async fn move_to_trash(
+        &self,
+        tx: &Txn,
+        ino: Ino,
+        mut attr: Attr,
+        parent: Ino,
+        name: &[u8],
+        hour_ino: Ino,
+        now: Timestamp,
+    ) -> MetaResult<bool> {
+        let Some(trash) = load_attr(tx, TRASH_INO, false).await? else {
+            return Ok(false);
+        };
+        let hour = super::trash::hour_name(now.sec).into_bytes();
+        let hour_dir = match get_dentry(tx, TRASH_INO, &hour).await? {
+            Some((_, existing)) => existing,
+            None => {
+                let mut dir = Attr::new(FileKind::Directory, trash.mode, 0, 0, now);
+                dir.parent = TRASH_INO;
+                tx.put(keys::attr(hour_ino), dir.encode())?;
+                tx.put(
+                    keys::dentry(TRASH_INO, &hour),
+                    encode_dentry(FileKind::Directory, hour_ino),
+                )?;
+                tx.put(keys::dir_mtime(hour_ino), biased(now))?;
+                tx.put(keys::dir_ctime(hour_ino), biased(now))?;
+                tx.add(keys::subdirs(TRASH_INO), 1)?;
+                touch_dir(tx, TRASH_INO, now)?;
+                self.charge(tx, MIN_SPACE_BYTES as i64, 1)?;
+                self.charge_dir(tx, TRASH_INO, MIN_SPACE_BYTES as i64, 1)?;
+                hour_ino
+            }
+        };
+        let mut trash_name = format!("{parent}-{ino}-").into_bytes();
+        let room = NAME_MAX - trash_name.len();
+        trash_name.extend_from_slice(&name[..name.len().min(room)]);
+        tx.put(
+            keys::dentry(hour_dir, &trash_name),
+            encode_dentry(FileKind::File, ino),
+        )?;
+        attr.parent = hour_dir;
+        attr.ctime = now;
+        tx.put(keys::attr(ino), attr.encode())?;
+        self.charge_dir(tx, hour_dir, entry_space(&attr) as i64, 1)?;
+        touch_dir(tx, hour_dir, now)?;
+        Ok(true)
     }
 
     /// Removes one link of a non-directory inode inside `tx`, deleting the
