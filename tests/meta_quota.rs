@@ -120,3 +120,69 @@ async fn capacity_gives_enospc_for_writes_and_extension() {
     ));
     assert!(enospc(meta.fallocate(ino, 0, 0, 10 << 20).await));
 }
+
+#[tokio::test]
+async fn name_and_xattr_size_limits() {
+    let meta = limited(0, 0).await;
+    let ctx = Ctx::root();
+    // Any bytes but '/' and NUL, up to 255 of them.
+    let odd: Vec<u8> = (1..=255u8).filter(|b| *b != b'/').collect();
+    meta.mknod(&ctx, ROOT_INO, &odd, FileKind::File, 0o644, 0)
+        .await
+        .expect("odd bytes");
+    let (ino, _) = meta
+        .lookup(&ctx, ROOT_INO, &odd)
+        .await
+        .expect("lookup odd bytes");
+    let long = vec![b'x'; 255];
+    meta.mknod(&ctx, ROOT_INO, &long, FileKind::File, 0o644, 0)
+        .await
+        .expect("255 bytes");
+    let too_long = vec![b'x'; 256];
+    let errno =
+        |r: Result<(jfs::meta::Ino, jfs::meta::Attr), MetaError>| r.err().map(|e| e.errno());
+    assert_eq!(
+        errno(
+            meta.mknod(&ctx, ROOT_INO, &too_long, FileKind::File, 0o644, 0)
+                .await
+        ),
+        Some(libc::ENAMETOOLONG)
+    );
+    assert_eq!(
+        errno(
+            meta.mknod(&ctx, ROOT_INO, b"a/b", FileKind::File, 0o644, 0)
+                .await
+        ),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        errno(
+            meta.mknod(&ctx, ROOT_INO, b"a\0b", FileKind::File, 0o644, 0)
+                .await
+        ),
+        Some(libc::EINVAL)
+    );
+    // Extended attributes: 255-byte names, 64 KiB values.
+    meta.setxattr(&ctx, ino, &vec![b'n'; 255], &vec![1; 65536], 0)
+        .await
+        .expect("largest xattr");
+    let e = meta
+        .setxattr(&ctx, ino, &vec![b'n'; 256], b"v", 0)
+        .await
+        .err()
+        .map(|e| e.errno());
+    assert_eq!(e, Some(libc::ERANGE));
+    let e = meta
+        .setxattr(&ctx, ino, b"user.big", &vec![1; 65537], 0)
+        .await
+        .err()
+        .map(|e| e.errno());
+    assert_eq!(e, Some(libc::E2BIG));
+    assert_eq!(
+        meta.getxattr(ino, &vec![b'n'; 255])
+            .await
+            .expect("get")
+            .len(),
+        65536
+    );
+}

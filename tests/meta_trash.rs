@@ -164,6 +164,26 @@ async fn removing_from_the_trash_deletes_and_no_trash_means_delete() {
         .expect("unlink in trash");
     assert!(meta.getattr(ino).await.is_err(), "deleted for real");
 
+    // A file replaced by a rename goes to the trash too.
+    let (old, _) = meta
+        .mknod(&root, ROOT_INO, b"old", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    meta.mknod(&root, ROOT_INO, b"new", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    meta.rename(&root, ROOT_INO, b"new", ROOT_INO, b"old", 0)
+        .await
+        .expect("rename over");
+    let trashed = meta
+        .readdir(&root, hour.ino, None, 10, false)
+        .await
+        .expect("list");
+    assert!(
+        trashed.iter().any(|e| e.ino == old),
+        "replaced file is in the trash"
+    );
+
     let plain = volume_with_trash(0).await;
     assert!(
         plain.lookup(&root, ROOT_INO, b".trash").await.is_err(),

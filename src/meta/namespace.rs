@@ -537,6 +537,13 @@ impl Meta {
         // an unknown commit outcome: (source inode, destination inode).
         let seen: std::sync::Mutex<Option<(Ino, Option<Ino>)>> = std::sync::Mutex::new(None);
         let seen = &seen;
+        // An inode for the trash's hour directory, should the rename replace
+        // a file's last link.
+        let hour_ino = if self.volume.trash_days > 0 {
+            self.inodes.next(&self.db).await?
+        } else {
+            0
+        };
         self.txn("rename", |tx| async move {
             let src_dir = writable_dir(&tx, ctx, src_parent).await?;
             let dst_dir = if dst_parent == src_parent {
@@ -650,7 +657,27 @@ impl Meta {
                             tx.add(keys::subdirs(dst_parent), -1)?;
                             self.delete_inode(&tx, dst_ino, &dst_attr).await?;
                         }
-                        (false, false) => self.drop_link(&tx, dst_ino, dst_attr, now).await?,
+                        (false, false) => {
+                            let trashed = hour_ino != 0
+                                && dst_attr.kind == FileKind::File
+                                && dst_attr.nlink == 1
+                                && dst_parent != TRASH_INO
+                                && dst_dir.parent != TRASH_INO
+                                && self
+                                    .move_to_trash(
+                                        &tx,
+                                        dst_ino,
+                                        dst_attr.clone(),
+                                        dst_parent,
+                                        dst_name,
+                                        hour_ino,
+                                        now,
+                                    )
+                                    .await?;
+                            if !trashed {
+                                self.drop_link(&tx, dst_ino, dst_attr, now).await?;
+                            }
+                        }
                     }
                 }
                 tx.delete(keys::dentry(src_parent, src_name))?;
