@@ -18,17 +18,8 @@ const LISTING: usize = 10_000;
 
 fn volume() -> Volume {
     Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "bench".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
         trash_days: 0,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
+        ..Volume::new("bench", "file", "/tmp/none")
     }
 }
 

@@ -47,19 +47,7 @@ fn main() {
 }
 
 fn volume() -> Volume {
-    Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "race".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: 0,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
-    }
+    common::volume("race")
 }
 
 /// A formatted volume and `n` clients on it, each with its own Meta (as

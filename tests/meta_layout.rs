@@ -4,12 +4,14 @@
 //! known pattern, so what the slice records show (overlaid) must equal the
 //! model byte for byte. Runs on `mem` with faults injected, strict limits.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use jfs::kv::{Db, DbOptions, FaultConfig, MetaUrl};
+use jfs::kv::FaultConfig;
 use jfs::meta::overlay::overlay;
 use jfs::meta::{
-    Ctx, FileKind, Ino, Meta, SetAttr, SliceRecord, Volume, CHUNK_SIZE, FALLOC_FL_KEEP_SIZE,
+    Ctx, FileKind, Ino, Meta, SetAttr, SliceRecord, CHUNK_SIZE, FALLOC_FL_KEEP_SIZE,
     FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, ROOT_INO,
 };
 
@@ -60,32 +62,8 @@ async fn content(meta: &Meta, ino: Ino, length: u64, regions: &[(u64, u64)]) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_layout_ops_match_byte_model() {
-    let db = Db::new(
-        jfs::kv::url::open_engine(&MetaUrl::Mem {
-            name: String::new(),
-        })
-        .expect("mem"),
-        DbOptions {
-            strict_limits: true,
-            faults: Some(FaultConfig::uniform(0.03)),
-            ..Default::default()
-        },
-    );
-    let volume = Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "layout".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: 0,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
-    };
-    Meta::format(&db, &volume, false).await.expect("format");
-    let meta = Meta::load(db).await.expect("load");
+    let faulty = common::mem_db(Some(FaultConfig::uniform(0.03)));
+    let meta = common::format_and_load(faulty, common::volume("layout")).await;
     let ctx = Ctx::root();
     let mut files = Vec::new();
     for name in [b"f0".as_slice(), b"f1"] {

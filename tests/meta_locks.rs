@@ -2,29 +2,12 @@
 //! hosts) on one volume: exclusion, sharing, blocking waits that end when the
 //! other releases, F_GETLK, and locks released when a session dies.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use jfs::kv::{Db, DbOptions, MetaUrl};
-use jfs::meta::{
-    Ctx, FileKind, LockKind, Meta, MetaError, SessionInfo, Volume, ROOT_INO, R_OK, W_OK,
-};
-
-fn volume() -> Volume {
-    Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "locks".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: 0,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
-    }
-}
+use jfs::meta::{Ctx, FileKind, LockKind, Meta, MetaError, SessionInfo, ROOT_INO, R_OK, W_OK};
 
 fn info(host: &str) -> SessionInfo {
     SessionInfo {
@@ -37,18 +20,8 @@ fn info(host: &str) -> SessionInfo {
 
 /// Two clients with sessions, and a file both have open.
 async fn two_clients(timeout_secs: u64) -> (Arc<Meta>, Arc<Meta>, u64) {
-    let db = Db::new(
-        jfs::kv::url::open_engine(&MetaUrl::Mem {
-            name: String::new(),
-        })
-        .expect("mem"),
-        DbOptions {
-            strict_limits: true,
-            ..Default::default()
-        },
-    );
-    Meta::format(&db, &volume(), false).await.expect("format");
-    let a = Arc::new(Meta::load(db.clone()).await.expect("load"));
+    let db = common::mem_db(None);
+    let a = Arc::new(common::format_and_load(db.clone(), common::volume("locks")).await);
     let b = Arc::new(Meta::load(db).await.expect("load"));
     a.new_session(&info("a"), timeout_secs)
         .await

@@ -2,23 +2,13 @@
 //! tightest): a 100k-entry directory listed and removed, a chunk with 10k
 //! slice records read, truncated and deleted. On the embedded engine.
 
+mod common;
+
 use jfs::kv::{Db, DbOptions, MetaUrl};
 use jfs::meta::{Ctx, FileKind, Meta, SetAttr, SliceRecord, Volume, ROOT_INO};
 
 fn volume() -> Volume {
-    Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "long".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: 0,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
-    }
+    common::volume("long")
 }
 
 async fn strict_volume(dir: &std::path::Path) -> Meta {

@@ -59,19 +59,7 @@ fn main() {
 }
 
 pub fn volume() -> Volume {
-    Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "model".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: 0,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
-    }
+    common::volume("model")
 }
 
 async fn formatted(db: &Db) -> Result<Meta, Failed> {

@@ -1,35 +1,17 @@
 //! Volume limits: the inode limit and the capacity give ENOSPC, and nothing
 //! of the refused operation is applied.
 
-use jfs::kv::{Db, DbOptions, MetaUrl};
+mod common;
+
 use jfs::meta::{Ctx, FileKind, Meta, MetaError, SetAttr, SliceRecord, Volume, ROOT_INO};
 
 async fn limited(capacity_bytes: u64, inode_limit: u64) -> Meta {
-    let db = Db::new(
-        jfs::kv::url::open_engine(&MetaUrl::Mem {
-            name: String::new(),
-        })
-        .expect("mem"),
-        DbOptions {
-            strict_limits: true,
-            ..Default::default()
-        },
-    );
-    let volume = Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "quota".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: 0,
+    common::mem_meta(Volume {
         capacity_bytes,
         inode_limit,
-        created: 0,
-    };
-    Meta::format(&db, &volume, false).await.expect("format");
-    Meta::load(db).await.expect("load")
+        ..common::volume("quota")
+    })
+    .await
 }
 
 fn enospc<T: std::fmt::Debug>(r: Result<T, MetaError>) -> bool {

@@ -2,35 +2,16 @@
 //! `/.trash/HOUR/PARENT-INODE-NAME`; removing it there deletes it; old hour
 //! directories are cleaned; only root may look inside.
 
-use jfs::kv::{Db, DbOptions, MetaUrl};
+mod common;
+
 use jfs::meta::{Ctx, FileKind, Meta, MetaError, SliceRecord, Volume, ROOT_INO};
 
-async fn volume_with_trash(days: u32) -> Meta {
-    let db = Db::new(
-        jfs::kv::url::open_engine(&MetaUrl::Mem {
-            name: String::new(),
-        })
-        .expect("mem"),
-        DbOptions {
-            strict_limits: true,
-            ..Default::default()
-        },
-    );
-    let volume = Volume {
-        schema_version: jfs::meta::SCHEMA_VERSION,
-        name: "trash".into(),
-        uuid: jfs::meta::new_uuid(),
-        storage: "file".into(),
-        bucket: "/tmp/none".into(),
-        block_size_bytes: 4 << 20,
-        compression: "none".into(),
-        trash_days: days,
-        capacity_bytes: 0,
-        inode_limit: 0,
-        created: 0,
-    };
-    Meta::format(&db, &volume, false).await.expect("format");
-    Meta::load(db).await.expect("load")
+async fn volume_with_trash(trash_days: u32) -> Meta {
+    common::mem_meta(Volume {
+        trash_days,
+        ..common::volume("trash")
+    })
+    .await
 }
 
 #[tokio::test]

@@ -26,7 +26,31 @@ pub struct Volume {
     pub created: i64,
 }
 
+/// JuiceFS's defaults, which our users know: 4 MiB blocks, no
+/// compression, one day of trash, no limits.
+pub const DEFAULT_BLOCK_SIZE_BYTES: u32 = 4 << 20;
+pub const DEFAULT_TRASH_DAYS: u32 = 1;
+
 impl Volume {
+    /// A new volume record with a fresh uuid and the defaults.
+    pub fn new(name: &str, storage: &str, bucket: &str) -> Volume {
+        Volume {
+            schema_version: SCHEMA_VERSION,
+            name: name.to_string(),
+            uuid: new_uuid(),
+            storage: storage.to_string(),
+            bucket: bucket.to_string(),
+            block_size_bytes: DEFAULT_BLOCK_SIZE_BYTES,
+            compression: "none".to_string(),
+            trash_days: DEFAULT_TRASH_DAYS,
+            capacity_bytes: 0,
+            inode_limit: 0,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         // A struct of strings and integers always serializes.
         serde_json::to_vec(self).unwrap_or_default()

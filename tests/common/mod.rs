@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use jfs::kv::{Db, DbOptions, Engine, FaultConfig, MetaUrl};
+use jfs::meta::{Meta, Volume};
 
 /// One engine under test, with how to open it.
 pub struct EngineUnderTest {
@@ -167,4 +168,38 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// A volume record for tests: no trash, no limits, unless changed.
+pub fn volume(name: &str) -> Volume {
+    Volume {
+        trash_days: 0,
+        ..Volume::new(name, "file", "/tmp/none")
+    }
+}
+
+/// A fresh private `mem` engine with strict limits and `faults`.
+pub fn mem_db(faults: Option<FaultConfig>) -> Db {
+    let engine = jfs::kv::url::open_engine(&MetaUrl::Mem {
+        name: String::new(),
+    })
+    .expect("mem");
+    Db::new(
+        engine,
+        DbOptions {
+            strict_limits: true,
+            faults,
+            ..Default::default()
+        },
+    )
+}
+
+/// `volume` formatted on a fresh private `mem` engine with strict limits.
+pub async fn mem_meta(volume: Volume) -> Meta {
+    format_and_load(mem_db(None), volume).await
+}
+
+pub async fn format_and_load(db: Db, volume: Volume) -> Meta {
+    Meta::format(&db, &volume, false).await.expect("format");
+    Meta::load(db).await.expect("load")
 }
