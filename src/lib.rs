@@ -1,2 +1,3 @@
 pub mod kv;
 pub mod meta;
+pub mod object;

@@ -1,0 +1,169 @@
+//! Object storage: the small trait every backend implements (put, get
+//! whole or ranged, delete, head, paged list), and what is shared above it
+//! once: retries with backoff on transient errors.
+//!
+//! Backends: `file` (a local directory), `mem` (tests), and a fault-injecting
+//! wrapper for tests. Keys are `/`-separated UTF-8 strings.
+
+mod faults;
+mod file;
+mod mem;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use faults::FaultyStore;
+pub use file::FileStore;
+pub use mem::MemStore;
+
+/// An object's key and size, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    /// Worth retrying: a timeout, a throttle, a server restarting.
+    #[error("transient object storage error: {0}")]
+    Transient(String),
+    /// Credentials refused; retrying will not help.
+    #[error("object storage refused the credentials: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+pub type ObjectResult<T> = Result<T, ObjectError>;
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Where the objects are, for messages (never with credentials).
+    fn describe(&self) -> String;
+    /// Stores `data` under `key`, replacing any object there; atomic (a
+    /// reader sees the old or the new object, never part of one).
+    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()>;
+    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>>;
+    /// `len` bytes from `offset`; shorter at the end of the object.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>>;
+    /// Deleting a missing object succeeds.
+    async fn delete(&self, key: &str) -> ObjectResult<()>;
+    async fn head(&self, key: &str) -> ObjectResult<Option<ObjectInfo>>;
+    /// Up to `limit` objects whose keys start with `prefix`, after `after`,
+    /// in key order.
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ObjectResult<Vec<ObjectInfo>>;
+}
+
+/// How [`Retrying`] retries transient errors.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectRetry {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ObjectRetry {
+    /// 10 attempts over about 10 s: rides out a server restart.
+    fn default() -> Self {
+        ObjectRetry {
+            attempts: 10,
+            first_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Any store, with transient errors retried (full-jitter backoff). Every
+/// operation of the trait is idempotent, so all of them may be retried.
+pub struct Retrying<S> {
+    inner: S,
+    policy: ObjectRetry,
+}
+
+impl<S: ObjectStore> Retrying<S> {
+    pub fn new(inner: S, policy: ObjectRetry) -> Self {
+        Retrying { inner, policy }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    async fn retry<T, F, Fut>(&self, what: &str, key: &str, op: F) -> ObjectResult<T>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = ObjectResult<T>> + Send,
+        T: Send,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match op().await {
+                Err(ObjectError::Transient(msg)) if attempt < self.policy.attempts => {
+                    let ceiling = self
+                        .policy
+                        .first_backoff
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(self.policy.max_backoff);
+                    tracing::debug!(what, key, attempt, error = %msg, "retrying object request");
+                    tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+                }
+                Err(ObjectError::Transient(msg)) => {
+                    return Err(ObjectError::Transient(format!(
+                        "{what} {key} on {} failed {attempt} times, last: {msg}",
+                        self.inner.describe()
+                    )))
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for Retrying<S> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+        self.retry("put", key, || self.inner.put(key, data.clone()))
+            .await
+    }
+
+    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+        self.retry("get", key, || self.inner.get(key)).await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
+        self.retry("get", key, || self.inner.get_range(key, offset, len))
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> ObjectResult<()> {
+        self.retry("delete", key, || self.inner.delete(key)).await
+    }
+
+    async fn head(&self, key: &str) -> ObjectResult<Option<ObjectInfo>> {
+        self.retry("head", key, || self.inner.head(key)).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ObjectResult<Vec<ObjectInfo>> {
+        self.retry("list", prefix, || self.inner.list(prefix, after, limit))
+            .await
+    }
+}
