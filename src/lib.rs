@@ -1,3 +1,4 @@
+pub mod data;
 pub mod kv;
 pub mod meta;
 pub mod object;

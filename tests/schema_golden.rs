@@ -103,6 +103,20 @@ fn check(words: &[&str]) {
             assert_eq!(hex(&a.encode()), hex_from(2));
             assert_eq!(Attr::decode(&unhex(&hex_from(2))), Some(a));
         }
+        ["block_none", text, ..] => {
+            let block = jfs::data::block::encode(text.as_bytes(), jfs::data::block::Codec::None);
+            assert_eq!(hex(&block), hex_from(2));
+            assert_eq!(
+                jfs::data::block::decode(&unhex(&hex_from(2))).as_deref(),
+                Ok(text.as_bytes())
+            );
+        }
+        ["block_key", id, index, len, key] => {
+            assert_eq!(
+                jfs::data::block::block_key(num(id), num(index), num(len)),
+                *key
+            );
+        }
         other => panic!("unknown golden vector line: {other:?}"),
     }
 }
@@ -124,5 +138,5 @@ fn golden_vectors_match_the_code() {
         check(&words);
         checked += 1;
     }
-    assert!(checked >= 19, "only {checked} vectors found");
+    assert!(checked >= 21, "only {checked} vectors found");
 }
