@@ -1,4 +1,90 @@
-//! The data path: files cut into chunks, slices and blocks stored as
-//! objects. So far: the block format and object naming.
+//! The data path: file bytes cut into 64 MiB chunks, written as slices
+//! (one per sequence of contiguous writes), stored as blocks of the volume's
+//! block size in object storage, and read back by overlaying the slice
+//! records of each chunk.
+//!
+//! `data` knows nothing about directories: it asks `meta` only for slice
+//! ids, slice records and chunk contents.
 
 pub mod block;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+pub use reader::{BlockCache, FileReader};
+pub use writer::FileWriter;
+
+use crate::meta::{Meta, MetaError};
+use crate::object::{ObjectError, ObjectStore};
+use block::Codec;
+
+/// Default bound on concurrent block uploads (JuiceFS's `--max-uploads`).
+pub const DEFAULT_MAX_UPLOADS: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("object storage: {0}")]
+    Object(#[from] ObjectError),
+    /// A block failed its checksum: never returned as data.
+    #[error("block {key} is damaged: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl DataError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            DataError::Meta(e) => e.errno(),
+            DataError::Object(_) | DataError::Corrupt { .. } => libc::EIO,
+        }
+    }
+}
+
+pub type DataResult<T> = Result<T, DataError>;
+
+/// What the writers and readers of one mounted volume share.
+pub struct DataStore {
+    pub(crate) meta: Arc<Meta>,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) block_size: u32,
+    pub(crate) codec: Codec,
+    pub(crate) uploads: Arc<Semaphore>,
+    pub(crate) cache: BlockCache,
+}
+
+impl DataStore {
+    pub fn new(
+        meta: Arc<Meta>,
+        objects: Arc<dyn ObjectStore>,
+        max_uploads: usize,
+        cache_bytes: usize,
+    ) -> DataResult<Arc<DataStore>> {
+        let volume = meta.volume();
+        let codec = Codec::parse(&volume.compression).ok_or_else(|| {
+            DataError::Meta(MetaError::Volume(format!(
+                "unknown compression '{}' in the volume record",
+                volume.compression
+            )))
+        })?;
+        Ok(Arc::new(DataStore {
+            block_size: volume.block_size_bytes,
+            codec,
+            meta,
+            objects,
+            uploads: Arc::new(Semaphore::new(max_uploads.max(1))),
+            cache: BlockCache::new(cache_bytes),
+        }))
+    }
+
+    pub fn meta(&self) -> &Arc<Meta> {
+        &self.meta
+    }
+
+    pub fn objects(&self) -> Arc<dyn ObjectStore> {
+        self.objects.clone()
+    }
+}

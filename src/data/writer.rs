@@ -1,0 +1,160 @@
+//! Writing a file: each run of contiguous writes within a chunk becomes one
+//! slice. Full blocks upload as soon as they fill, at most `max_uploads` at
+//! a time across the volume (a writer waits for a slot: back-pressure).
+//! `flush` returns only when every block is stored and the slice record is
+//! committed, so what a close or fsync acknowledged is readable by anyone.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use super::block::{block_key, encode};
+use super::{DataError, DataResult, DataStore};
+use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
+use crate::object::ObjectResult;
+
+/// The slice being written.
+struct OpenSlice {
+    id: u64,
+    chunk: u32,
+    /// Where the slice starts in its chunk.
+    pos: u32,
+    /// Bytes written to the slice so far.
+    len: u32,
+    /// The block being filled.
+    pending: Vec<u8>,
+    blocks_sent: u32,
+    uploads: Vec<JoinHandle<ObjectResult<()>>>,
+}
+
+pub struct FileWriter {
+    store: Arc<DataStore>,
+    ino: Ino,
+    open: Option<OpenSlice>,
+}
+
+impl FileWriter {
+    pub fn new(store: Arc<DataStore>, ino: Ino) -> FileWriter {
+        FileWriter {
+            store,
+            ino,
+            open: None,
+        }
+    }
+
+    /// Writes `data` at `offset`. Contiguous writes extend the current
+    /// slice; any other write first finishes it.
+    pub async fn write(&mut self, offset: u64, mut data: &[u8]) -> DataResult<()> {
+        let mut offset = offset;
+        while !data.is_empty() {
+            let chunk = (offset / CHUNK_SIZE) as u32;
+            let in_chunk = (offset % CHUNK_SIZE) as u32;
+            let n = data.len().min((CHUNK_SIZE - in_chunk as u64) as usize);
+            let continues = self.open.as_ref().is_some_and(|s| {
+                s.chunk == chunk && s.pos as u64 + s.len as u64 == in_chunk as u64
+            });
+            if !continues {
+                self.flush().await?;
+                let id = self.store.meta.new_slice_id().await?;
+                self.open = Some(OpenSlice {
+                    id,
+                    chunk,
+                    pos: in_chunk,
+                    len: 0,
+                    pending: Vec::new(),
+                    blocks_sent: 0,
+                    uploads: Vec::new(),
+                });
+            }
+            let (piece, rest) = data.split_at(n);
+            self.append(piece).await;
+            data = rest;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    async fn append(&mut self, mut piece: &[u8]) {
+        let block_size = self.store.block_size as usize;
+        while !piece.is_empty() {
+            let Some(slice) = self.open.as_mut() else {
+                return;
+            };
+            let room = block_size - slice.pending.len();
+            let take = room.min(piece.len());
+            slice.pending.extend_from_slice(&piece[..take]);
+            slice.len += take as u32;
+            piece = &piece[take..];
+            if slice.pending.len() == block_size {
+                self.send_block().await;
+            }
+        }
+    }
+
+    /// Starts the upload of the pending block once a slot is free.
+    async fn send_block(&mut self) {
+        let Some(slice) = self.open.as_mut() else {
+            return;
+        };
+        if slice.pending.is_empty() {
+            return;
+        }
+        let data = std::mem::take(&mut slice.pending);
+        let key = block_key(slice.id, slice.blocks_sent, data.len() as u32);
+        slice.blocks_sent += 1;
+        // Waiting for a slot here is the back-pressure on writers.
+        let permit = self.store.uploads.clone().acquire_owned().await;
+        let (objects, codec) = (self.store.objects.clone(), self.store.codec);
+        slice.uploads.push(tokio::spawn(async move {
+            let _permit = permit;
+            let object = tokio::task::spawn_blocking(move || encode(&data, codec))
+                .await
+                .map_err(|e| crate::object::ObjectError::Fatal(format!("encoder failed: {e}")))?;
+            objects.put(&key, object).await
+        }));
+    }
+
+    /// Stores everything written so far and commits it: when this returns,
+    /// any reader on any host sees the data.
+    pub async fn flush(&mut self) -> DataResult<()> {
+        if self.open.is_none() {
+            return Ok(());
+        }
+        self.send_block().await;
+        let Some(slice) = self.open.take() else {
+            return Ok(());
+        };
+        let mut failure = None;
+        for upload in slice.uploads {
+            match upload.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(DataError::Object(e)),
+                Err(e) => {
+                    failure = Some(DataError::Object(crate::object::ObjectError::Fatal(
+                        format!("upload task failed: {e}"),
+                    )))
+                }
+            }
+        }
+        if let Some(e) = failure {
+            // Nothing was committed: the slice's blocks are unreferenced.
+            tracing::error!(ino = self.ino, slice = slice.id, error = %e, "write failed");
+            return Err(e);
+        }
+        if slice.len == 0 {
+            return Ok(());
+        }
+        let record = SliceRecord {
+            pos: slice.pos,
+            id: slice.id,
+            size: slice.len,
+            offset: 0,
+            len: slice.len,
+        };
+        self.store
+            .meta
+            .write_slice(self.ino, slice.chunk, record)
+            .await?;
+        Ok(())
+    }
+}
