@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use jfs::data::{DataStore, FileReader, FileWriter};
 use jfs::meta::{Ctx, FileKind, Meta, SetAttr, Volume, CHUNK_SIZE, ROOT_INO};
-use jfs::object::{FaultyStore, FileStore, MemStore, ObjectRetry, ObjectStore, Retrying};
+use jfs::object::{FaultyStore, FileStore, MemStore, ObjectRetry, ObjectStore, Retrying, S3Store};
+use libtest_mimic::{Arguments, Failed, Trial};
 
 const BLOCK: u32 = 64 << 10;
 const REGION: u64 = 512 << 10;
@@ -174,34 +175,65 @@ fn flaky<S: ObjectStore>(inner: S) -> Arc<dyn ObjectStore> {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_store_uncompressed_matches_model() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    random_ops_match_model(
-        flaky(FileStore::open(dir.path()).expect("file store")),
-        "none",
-        1,
-    )
-    .await;
+/// Runs one async check on a fresh runtime.
+fn run<F: std::future::Future<Output = ()>>(f: F) -> Result<(), Failed> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(f);
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_store_zstd_matches_model() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    random_ops_match_model(
-        flaky(FileStore::open(dir.path()).expect("file store")),
-        "zstd",
-        2,
-    )
-    .await;
+fn main() {
+    let args = Arguments::from_args();
+    let s3 = std::env::var("JFS_TEST_S3").ok().filter(|v| !v.is_empty());
+    if s3.is_none() {
+        eprintln!("skipping the S3 data test: JFS_TEST_S3 is not set (ci/test.sh starts a server)");
+    }
+    let trials = vec![
+        Trial::test("data_model::file_store_uncompressed_matches_model", || {
+            let dir = tempfile::tempdir()?;
+            run(random_ops_match_model(
+                flaky(FileStore::open(dir.path()).expect("file store")),
+                "none",
+                1,
+            ))
+        }),
+        Trial::test("data_model::file_store_zstd_matches_model", || {
+            let dir = tempfile::tempdir()?;
+            run(random_ops_match_model(
+                flaky(FileStore::open(dir.path()).expect("file store")),
+                "zstd",
+                2,
+            ))
+        }),
+        Trial::test("data_model::mem_store_matches_model", || {
+            run(random_ops_match_model(
+                flaky(MemStore::default()),
+                "zstd",
+                3,
+            ))
+        }),
+        Trial::test("data_model::s3_store_matches_model", move || {
+            let url = std::env::var("JFS_TEST_S3").unwrap_or_default();
+            run(random_ops_match_model(
+                Arc::new(Retrying::new(
+                    S3Store::new(&url, None, None).expect("s3"),
+                    ObjectRetry::default(),
+                )),
+                "none",
+                4,
+            ))
+        })
+        .with_ignored_flag(s3.is_none()),
+        Trial::test("data_model::damaged_block_is_an_error_not_data", || {
+            run(damaged_block_is_an_error_not_data())
+        }),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mem_store_matches_model() {
-    random_ops_match_model(flaky(MemStore::default()), "zstd", 3).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_block_is_an_error_not_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));

@@ -8,16 +8,25 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use jfs::object::{
-    FaultyStore, FileStore, MemStore, ObjectError, ObjectRetry, ObjectStore, Retrying,
+    FaultyStore, FileStore, MemStore, ObjectError, ObjectRetry, ObjectStore, Retrying, S3Store,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Store = Arc<dyn ObjectStore>;
-type Check = fn(Store) -> Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
+type Check = fn(Store, String) -> Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
 
 struct Backend {
     label: &'static str,
     open: fn(&std::path::Path) -> Store,
+    /// Why it is not available here, if it is not.
+    skip: Option<String>,
+}
+
+/// The S3-compatible server of the test run (ci/test.sh starts one):
+/// `JFS_TEST_S3=http://127.0.0.1:PORT/BUCKET`, keys in ACCESS_KEY and
+/// SECRET_KEY.
+fn s3_url() -> Option<String> {
+    std::env::var("JFS_TEST_S3").ok().filter(|v| !v.is_empty())
 }
 
 fn backends() -> Vec<Backend> {
@@ -25,10 +34,12 @@ fn backends() -> Vec<Backend> {
         Backend {
             label: "file",
             open: |dir| Arc::new(FileStore::open(dir).expect("file store")),
+            skip: None,
         },
         Backend {
             label: "mem",
             open: |_| Arc::new(MemStore::default()),
+            skip: None,
         },
         Backend {
             label: "file_faults_retried",
@@ -42,18 +53,35 @@ fn backends() -> Vec<Backend> {
                     },
                 ))
             },
+            skip: None,
+        },
+        Backend {
+            label: "s3",
+            open: |_| {
+                let url = s3_url().unwrap_or_default();
+                Arc::new(Retrying::new(
+                    S3Store::new(&url, None, None).expect("s3 store"),
+                    ObjectRetry::default(),
+                ))
+            },
+            skip: s3_url()
+                .is_none()
+                .then(|| "JFS_TEST_S3 is not set".to_string()),
         },
     ]
 }
 
 macro_rules! checks {
-    ($($name:ident),* $(,)?) => { vec![$((stringify!($name), (|s| Box::pin($name(s))) as Check)),*] };
+    ($($name:ident),* $(,)?) => { vec![$((stringify!($name), (|s, p| Box::pin($name(s, p))) as Check)),*] };
 }
 
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     for backend in backends() {
+        if let Some(why) = &backend.skip {
+            eprintln!("skipping object store {}: {why}", backend.label);
+        }
         let checks: Vec<(&str, Check)> = checks![
             put_get_overwrite_delete,
             ranged_reads,
@@ -62,7 +90,9 @@ fn main() {
         ];
         for (name, check) in checks {
             let open = backend.open;
-            trials.push(Trial::test(
+            // Each check in its own key space, so that a shared bucket works.
+            let prefix = format!("t{:016x}/", fastrand::u64(..));
+            let trial = Trial::test(
                 format!("object_conformance::{}::{name}", backend.label),
                 move || {
                     let dir = tempfile::tempdir()?;
@@ -70,9 +100,10 @@ fn main() {
                         .worker_threads(2)
                         .enable_all()
                         .build()?;
-                    rt.block_on(check(open(dir.path())))
+                    rt.block_on(check(open(dir.path()), prefix))
                 },
-            ));
+            );
+            trials.push(trial.with_ignored_flag(backend.skip.is_some()));
         }
     }
     libtest_mimic::run(&args, trials).exit();
@@ -90,54 +121,82 @@ fn fail(e: ObjectError) -> Failed {
     e.to_string().into()
 }
 
-async fn put_get_overwrite_delete(s: Store) -> Result<(), Failed> {
-    s.put("a/b/c", b"hello".to_vec()).await.map_err(fail)?;
+async fn put_get_overwrite_delete(s: Store, p: String) -> Result<(), Failed> {
+    s.put(&format!("{p}a/b/c"), b"hello".to_vec())
+        .await
+        .map_err(fail)?;
     ensure(
-        s.get("a/b/c").await.map_err(fail)? == b"hello",
+        s.get(&format!("{p}a/b/c")).await.map_err(fail)? == b"hello",
         "get after put",
     )?;
-    s.put("a/b/c", b"bye".to_vec()).await.map_err(fail)?;
-    ensure(s.get("a/b/c").await.map_err(fail)? == b"bye", "overwrite")?;
-    let head = s.head("a/b/c").await.map_err(fail)?.ok_or("head")?;
+    s.put(&format!("{p}a/b/c"), b"bye".to_vec())
+        .await
+        .map_err(fail)?;
+    ensure(
+        s.get(&format!("{p}a/b/c")).await.map_err(fail)? == b"bye",
+        "overwrite",
+    )?;
+    let head = s
+        .head(&format!("{p}a/b/c"))
+        .await
+        .map_err(fail)?
+        .ok_or("head")?;
     ensure(head.size == 3, "head size")?;
     ensure(
-        s.head("a/b/missing").await.map_err(fail)?.is_none(),
+        s.head(&format!("{p}a/b/missing"))
+            .await
+            .map_err(fail)?
+            .is_none(),
         "head of missing",
     )?;
     ensure(
-        matches!(s.get("nope").await, Err(ObjectError::NotFound(_))),
+        matches!(
+            s.get(&format!("{p}nope")).await,
+            Err(ObjectError::NotFound(_))
+        ),
         "get of missing is NotFound",
     )?;
-    s.put("empty", Vec::new()).await.map_err(fail)?;
+    s.put(&format!("{p}empty"), Vec::new())
+        .await
+        .map_err(fail)?;
     ensure(
-        s.get("empty").await.map_err(fail)?.is_empty(),
+        s.get(&format!("{p}empty")).await.map_err(fail)?.is_empty(),
         "empty object",
     )?;
-    s.delete("a/b/c").await.map_err(fail)?;
-    s.delete("a/b/c").await.map_err(fail)?;
+    s.delete(&format!("{p}a/b/c")).await.map_err(fail)?;
+    s.delete(&format!("{p}a/b/c")).await.map_err(fail)?;
     ensure(
-        matches!(s.get("a/b/c").await, Err(ObjectError::NotFound(_))),
+        matches!(
+            s.get(&format!("{p}a/b/c")).await,
+            Err(ObjectError::NotFound(_))
+        ),
         "deleted",
     )
 }
 
-async fn ranged_reads(s: Store) -> Result<(), Failed> {
+async fn ranged_reads(s: Store, p: String) -> Result<(), Failed> {
     let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-    s.put("r", data.clone()).await.map_err(fail)?;
+    s.put(&format!("{p}r"), data.clone()).await.map_err(fail)?;
     ensure(
-        s.get_range("r", 0, 10).await.map_err(fail)? == data[..10],
+        s.get_range(&format!("{p}r"), 0, 10).await.map_err(fail)? == data[..10],
         "start",
     )?;
     ensure(
-        s.get_range("r", 99_990, 100).await.map_err(fail)? == data[99_990..],
+        s.get_range(&format!("{p}r"), 99_990, 100)
+            .await
+            .map_err(fail)?
+            == data[99_990..],
         "short at the end",
     )?;
     ensure(
-        s.get_range("r", 500, 4096).await.map_err(fail)? == data[500..4596],
+        s.get_range(&format!("{p}r"), 500, 4096)
+            .await
+            .map_err(fail)?
+            == data[500..4596],
         "middle",
     )?;
     ensure(
-        s.get_range("r", 200_000, 10)
+        s.get_range(&format!("{p}r"), 200_000, 10)
             .await
             .map_err(fail)?
             .is_empty(),
@@ -145,21 +204,25 @@ async fn ranged_reads(s: Store) -> Result<(), Failed> {
     )
 }
 
-async fn listing_pages_by_prefix(s: Store) -> Result<(), Failed> {
+async fn listing_pages_by_prefix(s: Store, p: String) -> Result<(), Failed> {
     let mut want = Vec::new();
     for i in 0..57 {
-        let key = format!("chunks/{}/{}/{i}_0_100", i / 20, i / 5);
+        let key = format!("{p}chunks/{}/{}/{i}_0_100", i / 20, i / 5);
         s.put(&key, vec![1; i]).await.map_err(fail)?;
         want.push(key);
     }
-    s.put("other/x", Vec::new()).await.map_err(fail)?;
-    s.put("chunksx", Vec::new()).await.map_err(fail)?;
+    s.put(&format!("{p}other/x"), Vec::new())
+        .await
+        .map_err(fail)?;
+    s.put(&format!("{p}chunksx"), Vec::new())
+        .await
+        .map_err(fail)?;
     want.sort();
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = s
-            .list("chunks/", after.as_deref(), 10)
+            .list(&format!("{p}chunks/"), after.as_deref(), 10)
             .await
             .map_err(fail)?;
         ensure(page.len() <= 10, "page over its limit")?;
@@ -171,11 +234,11 @@ async fn listing_pages_by_prefix(s: Store) -> Result<(), Failed> {
         seen == want,
         format!("listed {} of {}", seen.len(), want.len()),
     )?;
-    let all = s.list("", None, 1000).await.map_err(fail)?;
+    let all = s.list(&p, None, 1000).await.map_err(fail)?;
     ensure(all.len() == want.len() + 2, "whole listing")
 }
 
-async fn bad_keys_are_refused(s: Store) -> Result<(), Failed> {
+async fn bad_keys_are_refused(s: Store, _p: String) -> Result<(), Failed> {
     if !s.describe().starts_with("file://") {
         return Ok(());
     }

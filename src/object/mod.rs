@@ -2,12 +2,14 @@
 //! whole or ranged, delete, head, paged list), and what is shared above it
 //! once: retries with backoff on transient errors.
 //!
-//! Backends: `file` (a local directory), `mem` (tests), and a fault-injecting
+//! Backends: `file` (a local directory), `s3` (S3 and S3-compatible
+//! servers), `mem` (tests), and a fault-injecting
 //! wrapper for tests. Keys are `/`-separated UTF-8 strings.
 
 mod faults;
 mod file;
 mod mem;
+pub mod s3;
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use async_trait::async_trait;
 pub use faults::FaultyStore;
 pub use file::FileStore;
 pub use mem::MemStore;
+pub use s3::S3Store;
 
 /// An object's key and size, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
