@@ -87,4 +87,29 @@ impl DataStore {
     pub fn objects(&self) -> Arc<dyn ObjectStore> {
         self.objects.clone()
     }
+
+    /// Deletes the data of deleted files: their slice records step by step,
+    /// then the objects of every slice nothing references any more. Returns
+    /// the objects deleted. Safe to run from several clients at once.
+    pub async fn reclaim(&self) -> DataResult<u64> {
+        while self.meta.reclaim_deleted_step().await? {}
+        let mut deleted = 0;
+        loop {
+            let slices = self.meta.released_slices(100).await?;
+            if slices.is_empty() {
+                return Ok(deleted);
+            }
+            for (id, size) in slices {
+                let bs = self.block_size as u64;
+                for index in 0..(size as u64).div_ceil(bs) {
+                    let len = (size as u64 - index * bs).min(bs) as u32;
+                    self.objects
+                        .delete(&block::block_key(id, index as u32, len))
+                        .await?;
+                    deleted += 1;
+                }
+                self.meta.forget_released_slice(id, size).await?;
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod keys;
 mod locks;
 mod namespace;
 pub mod overlay;
+mod reclaim;
 mod session;
 mod setting;
 mod trash;

@@ -1,0 +1,118 @@
+//! Reclaiming the data of deleted files, in bounded steps. A deleted file
+//! waits in the deleted-file queue (`R ino length`) with its slice records.
+//! Each step removes up to a page of its records; a slice no other record
+//! shares (its reference count, `K id size`, is zero) moves to the
+//! released-slice queue (`Q id size`), whose objects the data layer deletes
+//! before dropping the entry. Metadata therefore never points at a deleted
+//! object, and a crash between the steps leaves every object still known.
+
+use super::attr::SliceRecord;
+use super::error::{MetaError, MetaResult};
+use super::keys::{self, Ino};
+use super::Meta;
+use crate::kv::txn::ScanOpts;
+use crate::kv::{decode_counter, encode_counter, KeyRange};
+
+/// Slice records removed per transaction: two keys each, inside the strict
+/// 128-operation limit.
+const RECORDS_PER_STEP: usize = 50;
+
+const RELEASED: u8 = b'Q';
+
+fn released(id: u64, size: u32) -> Vec<u8> {
+    let mut k = vec![RELEASED];
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+impl Meta {
+    /// One step of reclaiming the oldest deleted file: returns false when
+    /// the queue is empty.
+    pub async fn reclaim_deleted_step(&self) -> MetaResult<bool> {
+        self.txn("reclaim_step", |tx| async move {
+            let queue = tx.scan(&keys::deleted_files(), ScanOpts::limit(1)).await?;
+            let Some((queue_key, _)) = queue.entries.first() else {
+                return Ok(false);
+            };
+            let ino: Ino = u64::from_be_bytes(
+                queue_key[1..9]
+                    .try_into()
+                    .map_err(|_| MetaError::Errno(libc::EIO))?,
+            );
+            let page = tx
+                .scan(&keys::chunks(ino), ScanOpts::limit(RECORDS_PER_STEP))
+                .await?;
+            for (key, value) in &page.entries {
+                let record = SliceRecord::decode(value).ok_or(MetaError::Errno(libc::EIO))?;
+                tx.delete(key.clone())?;
+                if record.id != 0 {
+                    self.release_slice(&tx, record.id, record.size).await?;
+                }
+            }
+            if page.next.is_none() {
+                tx.delete(queue_key.clone())?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Drops one reference to slice `id` inside `tx`; the last one queues
+    /// its objects for deletion.
+    pub(crate) async fn release_slice(
+        &self,
+        tx: &crate::kv::Txn,
+        id: u64,
+        size: u32,
+    ) -> MetaResult<()> {
+        let refs_key = keys::slice_refs(id, size);
+        let extra = tx.get(&refs_key).await?.map_or(0, |v| decode_counter(&v));
+        if extra > 1 {
+            tx.put(refs_key, encode_counter(extra - 1))?;
+        } else if extra == 1 {
+            tx.delete(refs_key)?;
+        } else {
+            tx.put(released(id, size), Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` slices whose objects may be deleted: (id, size).
+    pub async fn released_slices(&self, limit: usize) -> MetaResult<Vec<(u64, u32)>> {
+        self.txn("released_slices", |tx| async move {
+            let page = tx
+                .scan(
+                    &KeyRange::prefix(&[RELEASED]),
+                    ScanOpts::limit(limit).snapshot(),
+                )
+                .await?;
+            page.entries
+                .iter()
+                .map(|(k, _)| {
+                    let id = u64::from_be_bytes(
+                        k.get(1..9)
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or(MetaError::Errno(libc::EIO))?,
+                    );
+                    let size = u32::from_be_bytes(
+                        k.get(9..13)
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or(MetaError::Errno(libc::EIO))?,
+                    );
+                    Ok((id, size))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Forgets a released slice once its objects are deleted.
+    pub async fn forget_released_slice(&self, id: u64, size: u32) -> MetaResult<()> {
+        self.txn("forget_slice", |tx| async move {
+            tx.delete(released(id, size))?;
+            Ok(())
+        })
+        .await
+    }
+}
