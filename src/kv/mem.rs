@@ -97,7 +97,7 @@ impl LocalStore for SharedMemStore {
                 data.remove(key);
             }
         }
-        if version % SWEEP_EVERY_COMMITS == 0 {
+        if version.is_multiple_of(SWEEP_EVERY_COMMITS) {
             data.retain(|_, versions| {
                 trim(versions, oldest_reader);
                 !matches!(versions.as_slice(), [(_, None)])
