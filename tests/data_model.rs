@@ -132,6 +132,12 @@ async fn random_ops_match_model(objects: Arc<dyn ObjectStore>, compression: &str
             .await
             .expect("truncate");
             model.truncate(size);
+        } else if op < 7 {
+            // Compaction must not change what anyone reads.
+            store
+                .compact_chunk(ino, rng.u32(0..2))
+                .await
+                .expect("compact");
         } else {
             let (offset, len) = model.pick(&mut rng, 300_000);
             let length = meta.getattr(ino).await.expect("getattr").length;

@@ -68,3 +68,46 @@ async fn deleted_data_is_reclaimed_once_nothing_shares_it() {
     assert_eq!(count(objects.clone()).await, 0, "nothing left behind");
     assert_eq!(store.reclaim().await.expect("reclaim"), 0, "idempotent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_rewrites_a_fragmented_chunk_and_releases_the_old_slices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));
+    let mut volume = common::volume("compact");
+    volume.block_size_bytes = 64 << 10;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    let store = DataStore::new(meta.clone(), objects.clone(), 4, 0).expect("data store");
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"frag", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    let mut expected = vec![0u8; 100_000];
+    for i in 0..100usize {
+        let mut w = FileWriter::new(store.clone(), ino);
+        let at = (i * 7919) % 99_000;
+        let bytes = vec![(i % 250) as u8 + 1; 1000];
+        w.write(at as u64, &bytes).await.expect("write");
+        w.flush().await.expect("flush");
+        expected[at..at + 1000].copy_from_slice(&bytes);
+    }
+    let len = meta.getattr(ino).await.expect("getattr").length;
+    expected.truncate(len as usize);
+    assert_eq!(meta.read_chunk(ino, 0).await.expect("chunk").len(), 100);
+    while store.compact_chunk(ino, 0).await.expect("compact") {}
+    let records = meta.read_chunk(ino, 0).await.expect("chunk");
+    assert_eq!(records.len(), 1, "one record after compaction");
+    let got = FileReader::new(store.clone(), ino)
+        .read(0, len as usize, len)
+        .await
+        .expect("read");
+    assert!(got == expected, "compaction changed the content");
+    // The 100 small slices' objects go (and those of the intermediate
+    // compactions, each of at most 32 records); the final slice's stay.
+    assert!(store.reclaim().await.expect("reclaim") >= 100);
+    let left = objects
+        .list("chunks/", None, 1000)
+        .await
+        .expect("list")
+        .len() as u64;
+    assert_eq!(left, len.div_ceil(64 << 10));
+}

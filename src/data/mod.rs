@@ -7,6 +7,7 @@
 //! ids, slice records and chunk contents.
 
 pub mod block;
+mod compact;
 mod reader;
 mod writer;
 
@@ -20,6 +21,10 @@ pub use writer::FileWriter;
 use crate::meta::{Meta, MetaError};
 use crate::object::{ObjectError, ObjectStore};
 use block::Codec;
+
+/// A chunk read with more records than this is compacted in the
+/// background (the same number of records bounds one compaction).
+pub const COMPACT_AFTER_RECORDS: usize = 32;
 
 /// Default bound on concurrent block uploads (JuiceFS's `--max-uploads`).
 pub const DEFAULT_MAX_UPLOADS: usize = 20;
@@ -54,6 +59,8 @@ pub struct DataStore {
     pub(crate) codec: Codec,
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) cache: BlockCache,
+    /// Chunks being compacted, so a chunk is compacted once at a time.
+    pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
 }
 
 impl DataStore {
@@ -77,6 +84,7 @@ impl DataStore {
             objects,
             uploads: Arc::new(Semaphore::new(max_uploads.max(1))),
             cache: BlockCache::new(cache_bytes),
+            compacting: Default::default(),
         }))
     }
 
@@ -100,14 +108,7 @@ impl DataStore {
                 return Ok(deleted);
             }
             for (id, size) in slices {
-                let bs = self.block_size as u64;
-                for index in 0..(size as u64).div_ceil(bs) {
-                    let len = (size as u64 - index * bs).min(bs) as u32;
-                    self.objects
-                        .delete(&block::block_key(id, index as u32, len))
-                        .await?;
-                    deleted += 1;
-                }
+                deleted += self.delete_slice_objects(id, size).await?;
                 self.meta.forget_released_slice(id, size).await?;
             }
         }

@@ -6,9 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::block::{block_key, decode};
-use super::{DataError, DataResult, DataStore};
+use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
-use crate::meta::{Ino, CHUNK_SIZE};
+use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
 
 /// Decoded blocks by object key, evicted oldest first past a byte budget.
 pub struct BlockCache {
@@ -86,21 +86,55 @@ impl FileReader {
                 end.min(chunk_start + CHUNK_SIZE) - chunk_start,
             );
             let records = self.store.meta.read_chunk(self.ino, chunk as u32).await?;
-            for seg in overlay(&records).into_iter().filter(|s| s.id != 0) {
-                let (s_from, s_to) = (
-                    (seg.pos as u64).max(from),
-                    (seg.pos as u64 + seg.len as u64).min(to),
-                );
-                if s_from >= s_to {
-                    continue;
-                }
-                let slice_offset = seg.offset as u64 + (s_from - seg.pos as u64);
-                let dst_start = (chunk_start + s_from - offset) as usize;
-                let dst = &mut out[dst_start..dst_start + (s_to - s_from) as usize];
-                self.read_slice(seg.id, seg.size, slice_offset, dst).await?;
+            if records.len() > COMPACT_AFTER_RECORDS {
+                let (store, ino) = (self.store.clone(), self.ino);
+                tokio::spawn(async move {
+                    if let Err(e) = store.compact_chunk(ino, chunk as u32).await {
+                        tracing::warn!(ino, chunk, error = %e, "compaction failed");
+                    }
+                });
             }
+            let dst_start = (chunk_start + from - offset) as usize;
+            let dst = &mut out[dst_start..dst_start + (to - from) as usize];
+            self.fill(&records, from, dst).await?;
         }
         Ok(out)
+    }
+
+    /// The bytes `[start, end)` of a chunk as `records` show them.
+    pub(crate) async fn read_records(
+        &self,
+        records: &[SliceRecord],
+        start: u64,
+        end: u64,
+    ) -> DataResult<Vec<u8>> {
+        let mut out = vec![0u8; (end - start) as usize];
+        self.fill(records, start, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Fills `dst` with the chunk bytes from `from` that `records` show.
+    async fn fill(&self, records: &[SliceRecord], from: u64, dst: &mut [u8]) -> DataResult<()> {
+        let to = from + dst.len() as u64;
+        for seg in overlay(records).into_iter().filter(|s| s.id != 0) {
+            let (s_from, s_to) = (
+                (seg.pos as u64).max(from),
+                (seg.pos as u64 + seg.len as u64).min(to),
+            );
+            if s_from >= s_to {
+                continue;
+            }
+            let slice_offset = seg.offset as u64 + (s_from - seg.pos as u64);
+            let at = (s_from - from) as usize;
+            self.read_slice(
+                seg.id,
+                seg.size,
+                slice_offset,
+                &mut dst[at..at + (s_to - s_from) as usize],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Fills `dst` from slice `id` (of `size` bytes) starting at `offset`.

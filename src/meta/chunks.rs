@@ -349,3 +349,73 @@ fn chunks_between(from: u64, to: u64) -> u64 {
     }
     (to - 1) / CHUNK_SIZE - from / CHUNK_SIZE + 1
 }
+
+impl Meta {
+    /// The records of chunk `index` with their sequence numbers, oldest
+    /// first (for compaction).
+    pub async fn read_chunk_records(
+        &self,
+        ino: Ino,
+        index: u32,
+    ) -> MetaResult<Vec<(u64, SliceRecord)>> {
+        self.txn("read_chunk_records", |tx| async move {
+            let records = tx
+                .scan_all(&keys::chunk(ino, index), SLICE_PAGE, true)
+                .await?;
+            records
+                .iter()
+                .map(|(k, v)| {
+                    let (_, seq) = keys::parse_slice(ino, k).ok_or(MetaError::Errno(libc::EIO))?;
+                    Ok((
+                        seq,
+                        SliceRecord::decode(v).ok_or(MetaError::Errno(libc::EIO))?,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Compaction's commit: if the oldest records of chunk `index` are
+    /// still exactly `replaced` (their sequence numbers), replaces them with
+    /// `record`, which takes the oldest sequence number so that every newer
+    /// record still overlays it, and releases their slices. Returns false,
+    /// changing nothing, if they changed meanwhile. Appends by writers do not
+    /// disturb it. At most 40 records per call, inside the strict limits.
+    pub async fn replace_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        replaced: &[u64],
+        record: SliceRecord,
+    ) -> MetaResult<bool> {
+        if replaced.is_empty() || replaced.len() > MAX_COPY_SEGMENTS {
+            return errno(libc::EINVAL);
+        }
+        self.txn("replace_chunk", |tx| async move {
+            let oldest = tx
+                .scan(&keys::chunk(ino, index), ScanOpts::limit(replaced.len()))
+                .await?
+                .entries;
+            let seqs: Vec<u64> = oldest
+                .iter()
+                .filter_map(|(k, _)| keys::parse_slice(ino, k).map(|(_, s)| s))
+                .collect();
+            if seqs != replaced {
+                return Ok(false);
+            }
+            for (key, value) in &oldest {
+                let old = SliceRecord::decode(value).ok_or(MetaError::Errno(libc::EIO))?;
+                tx.delete(key.clone())?;
+                if old.id != 0 {
+                    self.release_slice(&tx, old.id, old.size).await?;
+                }
+            }
+            if record.len > 0 {
+                tx.put(keys::slice(ino, index, replaced[0]), record.encode())?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+}
