@@ -111,3 +111,83 @@ async fn compaction_rewrites_a_fragmented_chunk_and_releases_the_old_slices() {
         .len() as u64;
     assert_eq!(left, len.div_ceil(64 << 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_of_a_writer_that_died_before_committing_are_cleaned_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));
+    let mut volume = common::volume("abandoned");
+    volume.block_size_bytes = 64 << 10;
+    let db = common::mem_db(None);
+    let writer_meta = Arc::new(common::format_and_load(db.clone(), volume).await);
+    let other_meta = Arc::new(jfs::meta::Meta::load(db).await.expect("load"));
+    let info = jfs::meta::SessionInfo {
+        host: "h".into(),
+        pid: 1,
+        mount_point: "/m".into(),
+        version: "t".into(),
+    };
+    writer_meta.new_session(&info, 1).await.expect("session");
+    other_meta.new_session(&info, 60).await.expect("session");
+    let store = DataStore::new(writer_meta.clone(), objects.clone(), 4, 0).expect("data store");
+    let (ino, _) = writer_meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    // One committed slice, then a slice whose blocks are uploaded but never
+    // committed: the writer dies.
+    let mut w = FileWriter::new(store.clone(), ino);
+    w.write(0, &vec![1u8; 100_000]).await.expect("write");
+    w.flush().await.expect("flush");
+    let committed = objects
+        .list("chunks/", None, 100)
+        .await
+        .expect("list")
+        .len();
+    let mut dying = FileWriter::new(store.clone(), ino);
+    dying
+        .write(1 << 20, &vec![2u8; 300_000])
+        .await
+        .expect("write");
+    drop(dying);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let uploaded = objects
+        .list("chunks/", None, 100)
+        .await
+        .expect("list")
+        .len();
+    assert!(
+        uploaded > committed,
+        "the dying writer uploaded full blocks"
+    );
+    // Its session expires; another client cleans up.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        other_meta
+            .clean_dead_sessions()
+            .await
+            .expect("clean sessions"),
+        1
+    );
+    let cleaner = DataStore::new(other_meta.clone(), objects.clone(), 4, 0).expect("data store");
+    assert_eq!(
+        cleaner
+            .clean_abandoned_uploads()
+            .await
+            .expect("clean uploads") as usize,
+        uploaded - committed
+    );
+    assert_eq!(
+        objects
+            .list("chunks/", None, 100)
+            .await
+            .expect("list")
+            .len(),
+        committed
+    );
+    let got = FileReader::new(cleaner, ino)
+        .read(0, 100_000, 100_000)
+        .await
+        .expect("committed data reads");
+    assert_eq!(got, vec![1u8; 100_000]);
+}

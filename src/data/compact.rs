@@ -71,6 +71,7 @@ impl DataStore {
             }
         } else {
             let id = self.meta.new_slice_id().await?;
+            self.meta.mark_pending(id).await?;
             self.upload_slice(id, &data).await?;
             SliceRecord {
                 pos: start as u32,
@@ -85,6 +86,7 @@ impl DataStore {
         let replaced = self.meta.replace_chunk(ino, index, &seqs, record).await?;
         if !replaced && record.id != 0 {
             self.delete_slice_objects(record.id, record.size).await?;
+            self.meta.forget_pending(record.id).await?;
         }
         Ok(replaced)
     }

@@ -96,6 +96,26 @@ impl DataStore {
         self.objects.clone()
     }
 
+    /// Deletes the blocks of uploads whose writer died before committing
+    /// them (their session is gone); returns the objects deleted.
+    pub async fn clean_abandoned_uploads(&self) -> DataResult<u64> {
+        let mut deleted = 0;
+        loop {
+            let ids = self.meta.abandoned_uploads(100).await?;
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            for id in ids {
+                let prefix = format!("{}_", block::block_key(id, 0, 0).trim_end_matches("_0_0"));
+                for object in self.objects.list(&prefix, None, 100_000).await? {
+                    self.objects.delete(&object.key).await?;
+                    deleted += 1;
+                }
+                self.meta.forget_pending(id).await?;
+            }
+        }
+    }
+
     /// Deletes the data of deleted files: their slice records step by step,
     /// then the objects of every slice nothing references any more. Returns
     /// the objects deleted. Safe to run from several clients at once.

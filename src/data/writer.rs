@@ -56,6 +56,7 @@ impl FileWriter {
             if !continues {
                 self.flush().await?;
                 let id = self.store.meta.new_slice_id().await?;
+                self.store.meta.mark_pending(id).await?;
                 self.open = Some(OpenSlice {
                     id,
                     chunk,

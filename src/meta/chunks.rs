@@ -70,6 +70,9 @@ impl Meta {
             }
             attr.slice_seq += 1;
             tx.put(keys::slice(ino, index, attr.slice_seq), slice.encode())?;
+            if slice.id != 0 {
+                tx.delete(super::reclaim::pending(slice.id))?;
+            }
             attr.length = attr.length.max(end);
             attr.mtime = now;
             attr.ctime = now;
@@ -413,6 +416,7 @@ impl Meta {
             }
             if record.len > 0 {
                 tx.put(keys::slice(ino, index, replaced[0]), record.encode())?;
+                tx.delete(super::reclaim::pending(record.id))?;
             }
             Ok(true)
         })

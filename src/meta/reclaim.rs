@@ -18,6 +18,15 @@ use crate::kv::{decode_counter, encode_counter, KeyRange};
 const RECORDS_PER_STEP: usize = 50;
 
 const RELEASED: u8 = b'Q';
+const PENDING: u8 = b'W';
+
+/// `W id` → the session uploading slice `id` (u64be), before its record is
+/// committed.
+pub(crate) fn pending(id: u64) -> Vec<u8> {
+    let mut k = vec![PENDING];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 fn released(id: u64, size: u32) -> Vec<u8> {
     let mut k = vec![RELEASED];
@@ -76,6 +85,62 @@ impl Meta {
             tx.put(released(id, size), Vec::new())?;
         }
         Ok(())
+    }
+
+    /// Records that this session is about to upload the blocks of slice
+    /// `id`, so that an upload that fails before the slice is committed
+    /// leaves nothing untracked. `write_slice` clears it.
+    pub async fn mark_pending(&self, id: u64) -> MetaResult<()> {
+        let sid = self.session_id().unwrap_or(0);
+        self.txn("mark_pending", |tx| async move {
+            tx.put(pending(id), sid.to_be_bytes().to_vec())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pending uploads whose session is gone (or that had none): their
+    /// blocks were never committed and may be deleted.
+    pub async fn abandoned_uploads(&self, limit: usize) -> MetaResult<Vec<u64>> {
+        let own = self.session_id();
+        self.txn("abandoned_uploads", |tx| async move {
+            let page = tx
+                .scan(
+                    &KeyRange::prefix(&[PENDING]),
+                    ScanOpts::limit(limit).snapshot(),
+                )
+                .await?;
+            let mut out = Vec::new();
+            for (key, value) in page.entries {
+                let id = u64::from_be_bytes(
+                    key.get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(MetaError::Errno(libc::EIO))?,
+                );
+                let sid = u64::from_be_bytes(
+                    value
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(MetaError::Errno(libc::EIO))?,
+                );
+                let alive = Some(sid) == own
+                    || (sid != 0 && tx.snapshot_get(&keys::session(sid)).await?.is_some());
+                if !alive {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Forgets a pending upload once its blocks are deleted.
+    pub async fn forget_pending(&self, id: u64) -> MetaResult<()> {
+        self.txn("forget_pending", |tx| async move {
+            tx.delete(pending(id))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Up to `limit` slices whose objects may be deleted: (id, size).
