@@ -272,6 +272,12 @@ async fn damaged_block_is_an_error_not_data() {
         err.to_string().contains(&first.key),
         "error names the object: {err}"
     );
+    // A small read, served by a ranged fetch of the damaged piece, too.
+    let err = FileReader::new(store.clone(), ino)
+        .read(100, 10, 100_000)
+        .await
+        .expect_err("ranged read checked");
+    assert_eq!(err.errno(), libc::EIO);
     // The undamaged second block still reads.
     let tail = FileReader::new(store, ino)
         .read(BLOCK as u64, 1000, 100_000)

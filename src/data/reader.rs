@@ -1,14 +1,25 @@
 //! Reading a file: the slice records of each chunk touched are overlaid
 //! (newest on top, holes and gaps as zeros) and the blocks behind the
 //! visible pieces fetched, checked and kept in a bounded memory cache.
+//!
+//! Sequential reading is detected per open file and read ahead: the window
+//! of blocks fetched in the background doubles on each sequential read, up
+//! to `MAX_READAHEAD_BYTES`, and resets on a jump. Concurrent requests for
+//! one block share one fetch. A small read of an uncompressed block not in
+//! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::block::{block_key, decode};
+use tokio::sync::OnceCell;
+
+use super::block::{block_key, decode, Codec, RangeRead};
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
+
+/// Read-ahead window: starts at one block, doubles per sequential read.
+const MAX_READAHEAD_BYTES: u64 = 32 << 20;
 
 /// Decoded blocks by object key, evicted oldest first past a byte budget.
 pub struct BlockCache {
@@ -16,11 +27,15 @@ pub struct BlockCache {
     inner: Mutex<CacheInner>,
 }
 
+type Fetch = Arc<OnceCell<Arc<Vec<u8>>>>;
+
 #[derive(Default)]
 struct CacheInner {
     blocks: HashMap<String, Arc<Vec<u8>>>,
     order: VecDeque<String>,
     bytes: usize,
+    /// Fetches under way, shared by everyone who needs the block.
+    fetching: HashMap<String, Fetch>,
 }
 
 impl BlockCache {
@@ -31,20 +46,19 @@ impl BlockCache {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .blocks
-            .get(key)
-            .cloned()
+        self.lock().blocks.get(key).cloned()
     }
 
     fn insert(&self, key: String, block: Arc<Vec<u8>>) {
         if block.len() > self.budget {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock();
         inner.bytes += block.len();
         if let Some(old) = inner.blocks.insert(key.clone(), block) {
             inner.bytes -= old.len();
@@ -60,16 +74,118 @@ impl BlockCache {
             }
         }
     }
+
+    /// The shared fetch of `key`, made if none is under way.
+    fn fetch_slot(&self, key: &str) -> Fetch {
+        self.lock()
+            .fetching
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn fetch_done(&self, key: &str) {
+        self.lock().fetching.remove(key);
+    }
 }
 
+impl DataStore {
+    /// The data of block `index` of slice `id` (`len` bytes): from the
+    /// cache, from a fetch already under way, or fetched and checked now.
+    pub(crate) async fn block(
+        self: &Arc<Self>,
+        id: u64,
+        index: u32,
+        len: u32,
+    ) -> DataResult<Arc<Vec<u8>>> {
+        let key = block_key(id, index, len);
+        if let Some(block) = self.cache.get(&key) {
+            return Ok(block);
+        }
+        let slot = self.cache.fetch_slot(&key);
+        let result = slot
+            .get_or_try_init(|| self.fetch_block(key.clone(), len))
+            .await
+            .cloned();
+        self.cache.fetch_done(&key);
+        if let Ok(block) = &result {
+            self.cache.insert(key, block.clone());
+        }
+        result
+    }
+
+    async fn fetch_block(&self, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
+        let object = self.objects.get(&key).await?;
+        let checked_key = key.clone();
+        let data = tokio::task::spawn_blocking(move || decode(&object))
+            .await
+            .map_err(|e| DataError::Corrupt {
+                key: key.clone(),
+                reason: format!("decoder failed: {e}"),
+            })?
+            .map_err(|e| corrupt(&checked_key, e.to_string()))?;
+        if data.len() != len as usize {
+            return Err(corrupt(
+                &key,
+                format!("{} bytes, expected {len}", data.len()),
+            ));
+        }
+        Ok(Arc::new(data))
+    }
+
+    /// `n` bytes at `within` of an uncompressed block, fetching only the
+    /// pieces needed.
+    async fn block_range(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        within: u64,
+        n: u64,
+    ) -> DataResult<Vec<u8>> {
+        let key = block_key(id, index, len);
+        let plan = RangeRead::plan(len as u64, within, n);
+        let (crcs, data) = tokio::join!(
+            self.objects.get_range(
+                &key,
+                plan.crc_bytes.start,
+                plan.crc_bytes.end - plan.crc_bytes.start
+            ),
+            self.objects.get_range(
+                &key,
+                plan.data_bytes.start,
+                plan.data_bytes.end - plan.data_bytes.start
+            )
+        );
+        plan.extract(&crcs?, &data?)
+            .map_err(|e| corrupt(&key, e.to_string()))
+    }
+}
+
+fn corrupt(key: &str, reason: String) -> DataError {
+    tracing::error!(object = %key, error = %reason, "damaged block");
+    DataError::Corrupt {
+        key: key.to_string(),
+        reason,
+    }
+}
+
+/// Reads one file; keep one per open file so that read-ahead can follow
+/// sequential reads.
 pub struct FileReader {
     store: Arc<DataStore>,
     ino: Ino,
+    /// (where the next sequential read would start, read-ahead window).
+    pattern: Mutex<(u64, u64)>,
 }
 
 impl FileReader {
     pub fn new(store: Arc<DataStore>, ino: Ino) -> FileReader {
-        FileReader { store, ino }
+        FileReader {
+            store,
+            ino,
+            pattern: Mutex::new((u64::MAX, 0)),
+        }
     }
 
     /// Up to `len` bytes at `offset` of a file `file_len` bytes long.
@@ -77,6 +193,20 @@ impl FileReader {
         let end = offset.saturating_add(len as u64).min(file_len);
         if end <= offset {
             return Ok(Vec::new());
+        }
+        let window = {
+            let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
+            let block = self.store.block_size as u64;
+            let window = if offset == p.0 {
+                (p.1 * 2).clamp(block, MAX_READAHEAD_BYTES)
+            } else {
+                0
+            };
+            *p = (end, window);
+            window
+        };
+        if window > 0 && end < file_len {
+            self.read_ahead(end, (end + window).min(file_len));
         }
         let mut out = vec![0u8; (end - offset) as usize];
         for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
@@ -94,11 +224,46 @@ impl FileReader {
                     }
                 });
             }
-            let dst_start = (chunk_start + from - offset) as usize;
-            let dst = &mut out[dst_start..dst_start + (to - from) as usize];
-            self.fill(&records, from, dst).await?;
+            let at = (chunk_start + from - offset) as usize;
+            self.fill(&records, from, &mut out[at..at + (to - from) as usize])
+                .await?;
         }
         Ok(out)
+    }
+
+    /// Fetches into the cache, in the background, the blocks behind file
+    /// bytes `[from, to)`.
+    fn read_ahead(&self, from: u64, to: u64) {
+        let (store, ino) = (self.store.clone(), self.ino);
+        tokio::spawn(async move {
+            let bs = store.block_size as u64;
+            for chunk in from / CHUNK_SIZE..=(to - 1) / CHUNK_SIZE {
+                let chunk_start = chunk * CHUNK_SIZE;
+                let (c_from, c_to) = (
+                    from.max(chunk_start) - chunk_start,
+                    to.min(chunk_start + CHUNK_SIZE) - chunk_start,
+                );
+                let Ok(records) = store.meta.read_chunk(ino, chunk as u32).await else {
+                    return;
+                };
+                for seg in overlay(&records).into_iter().filter(|s| s.id != 0) {
+                    let (s_from, s_to) = (
+                        (seg.pos as u64).max(c_from),
+                        (seg.pos as u64 + seg.len as u64).min(c_to),
+                    );
+                    if s_from >= s_to {
+                        continue;
+                    }
+                    let first = (seg.offset as u64 + s_from - seg.pos as u64) / bs;
+                    let last = (seg.offset as u64 + s_to - seg.pos as u64 - 1) / bs;
+                    for index in first..=last {
+                        let len = (seg.size as u64 - index * bs).min(bs) as u32;
+                        let store = store.clone();
+                        tokio::spawn(async move { store.block(seg.id, index as u32, len).await });
+                    }
+                }
+            }
+        });
     }
 
     /// The bytes `[start, end)` of a chunk as `records` show them.
@@ -148,50 +313,35 @@ impl FileReader {
         let bs = self.store.block_size as u64;
         while !dst.is_empty() {
             let index = offset / bs;
-            let block_len = (size as u64 - index * bs).min(bs);
-            let block = self.block(id, index as u32, block_len as u32).await?;
-            let within = (offset - index * bs) as usize;
-            let n = dst.len().min(block.len().saturating_sub(within));
+            let block_len = (size as u64 - index * bs).min(bs) as u32;
+            let within = offset - index * bs;
+            let n = (dst.len() as u64).min(block_len as u64 - within);
             if n == 0 {
-                return Err(DataError::Corrupt {
-                    key: block_key(id, index as u32, block_len as u32),
-                    reason: "shorter than its slice".into(),
-                });
+                return Err(corrupt(
+                    &block_key(id, index as u32, block_len),
+                    "shorter than its slice".into(),
+                ));
             }
-            dst[..n].copy_from_slice(&block[within..within + n]);
-            dst = &mut dst[n..];
-            offset += n as u64;
+            let cached = self
+                .store
+                .cache
+                .get(&block_key(id, index as u32, block_len));
+            if cached.is_none() && self.store.codec == Codec::None && n * 4 < block_len as u64 {
+                let part = self
+                    .store
+                    .block_range(id, index as u32, block_len, within, n)
+                    .await?;
+                dst[..n as usize].copy_from_slice(&part);
+            } else {
+                let block = match cached {
+                    Some(block) => block,
+                    None => self.store.block(id, index as u32, block_len).await?,
+                };
+                dst[..n as usize].copy_from_slice(&block[within as usize..(within + n) as usize]);
+            }
+            dst = &mut dst[n as usize..];
+            offset += n;
         }
         Ok(())
-    }
-
-    async fn block(&self, id: u64, index: u32, len: u32) -> DataResult<Arc<Vec<u8>>> {
-        let key = block_key(id, index, len);
-        if let Some(block) = self.store.cache.get(&key) {
-            return Ok(block);
-        }
-        let object = self.store.objects.get(&key).await?;
-        let data = tokio::task::spawn_blocking(move || decode(&object))
-            .await
-            .map_err(|e| DataError::Corrupt {
-                key: key.clone(),
-                reason: format!("decoder failed: {e}"),
-            })?
-            .map_err(|e| {
-                tracing::error!(object = %key, error = %e, "damaged block");
-                DataError::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        if data.len() != len as usize {
-            return Err(DataError::Corrupt {
-                key,
-                reason: format!("{} bytes, expected {len}", data.len()),
-            });
-        }
-        let data = Arc::new(data);
-        self.store.cache.insert(key, data.clone());
-        Ok(data)
     }
 }

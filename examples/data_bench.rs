@@ -1,0 +1,147 @@
+//! Data path throughput through the data layer (no FUSE, no vfs yet), next
+//! to the raw object store with the same block size and concurrency:
+//! sequential write and read of one file, and random 4 KiB reads.
+//!
+//!     cargo run --release --example data_bench -- file /tmp/bench-objects [MiB]
+//!     cargo run --release --example data_bench -- s3 http://127.0.0.1:9000/bucket [MiB]
+//!
+//! S3 keys come from ACCESS_KEY / SECRET_KEY. A measurement: nothing is
+//! asserted.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use jfs::data::{DataStore, FileReader, FileWriter, DEFAULT_MAX_UPLOADS};
+use jfs::kv::{Db, DbOptions, MetaUrl};
+use jfs::meta::{Ctx, FileKind, Meta, Volume, ROOT_INO};
+use jfs::object::{FileStore, ObjectRetry, ObjectStore, Retrying, S3Store};
+
+const BLOCK: usize = 4 << 20;
+const IO: usize = 1 << 20;
+const RANDOM_READS: usize = 500;
+
+fn mib_s(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / secs
+}
+
+async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64) {
+    let block = Arc::new(vec![7u8; BLOCK]);
+    let sem = Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_UPLOADS));
+    let count = total / BLOCK;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let (objects, block, permit) = (
+            objects.clone(),
+            block.clone(),
+            sem.clone().acquire_owned().await,
+        );
+        tasks.push(tokio::spawn(async move {
+            let _p = permit;
+            objects
+                .put(&format!("raw/{i}"), block.to_vec())
+                .await
+                .expect("put");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let put = mib_s(count * BLOCK, start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let (objects, permit) = (objects.clone(), sem.clone().acquire_owned().await);
+        tasks.push(tokio::spawn(async move {
+            let _p = permit;
+            objects.get(&format!("raw/{i}")).await.expect("get");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let get = mib_s(count * BLOCK, start.elapsed().as_secs_f64());
+    for i in 0..count {
+        objects.delete(&format!("raw/{i}")).await.expect("delete");
+    }
+    (put, get)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (kind, target) = (
+        args.get(1).map(String::as_str).unwrap_or("file"),
+        args.get(2)
+            .cloned()
+            .unwrap_or("/tmp/jfs-bench-objects".into()),
+    );
+    let total: usize = args.get(3).and_then(|m| m.parse().ok()).unwrap_or(1024) << 20;
+    let objects: Arc<dyn ObjectStore> = match kind {
+        "s3" => Arc::new(Retrying::new(
+            S3Store::new(&target, None, None).expect("s3"),
+            ObjectRetry::default(),
+        )),
+        _ => Arc::new(FileStore::open(std::path::Path::new(&target)).expect("file store")),
+    };
+    let (raw_put, raw_get) = raw(objects.clone(), total).await;
+
+    let meta_dir = tempfile::tempdir().expect("tempdir");
+    let url = MetaUrl::parse(meta_dir.path().join("meta").to_str().expect("utf-8")).expect("url");
+    let db = Db::open(&url, DbOptions::default()).expect("open");
+    let volume = Volume {
+        trash_days: 0,
+        ..Volume::new("bench", kind, &target)
+    };
+    Meta::format(&db, &volume, false).await.expect("format");
+    let meta = Arc::new(Meta::load(db).await.expect("load"));
+    let store =
+        DataStore::new(meta.clone(), objects, DEFAULT_MAX_UPLOADS, 64 << 20).expect("store");
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"big", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    let buf = vec![3u8; IO];
+    let start = Instant::now();
+    let mut w = FileWriter::new(store.clone(), ino);
+    for i in 0..total / IO {
+        w.write((i * IO) as u64, &buf).await.expect("write");
+    }
+    w.flush().await.expect("flush");
+    let write = mib_s(total, start.elapsed().as_secs_f64());
+
+    let cold = DataStore::new(meta.clone(), store.objects(), DEFAULT_MAX_UPLOADS, 64 << 20)
+        .expect("store");
+    let reader = FileReader::new(cold.clone(), ino);
+    let start = Instant::now();
+    for i in 0..total / IO {
+        reader
+            .read((i * IO) as u64, IO, total as u64)
+            .await
+            .expect("read");
+    }
+    let read = mib_s(total, start.elapsed().as_secs_f64());
+
+    let cold =
+        DataStore::new(meta.clone(), store.objects(), DEFAULT_MAX_UPLOADS, 0).expect("store");
+    let reader = FileReader::new(cold, ino);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let start = Instant::now();
+    for _ in 0..RANDOM_READS {
+        let at = rng.u64(0..(total - 4096) as u64);
+        reader.read(at, 4096, total as u64).await.expect("read");
+    }
+    let random = RANDOM_READS as f64 / start.elapsed().as_secs_f64();
+
+    println!("| {kind}, {} MiB | jfs | raw | ratio |", total >> 20);
+    println!("|---|---|---|---|");
+    println!(
+        "| sequential write MiB/s | {write:.0} | {raw_put:.0} | {:.2} |",
+        write / raw_put
+    );
+    println!(
+        "| sequential read MiB/s | {read:.0} | {raw_get:.0} | {:.2} |",
+        read / raw_get
+    );
+    println!("| random 4 KiB reads/s (no cache) | {random:.0} | | |");
+}
