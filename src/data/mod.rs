@@ -8,6 +8,7 @@
 
 pub mod block;
 mod compact;
+mod disk_cache;
 mod reader;
 mod writer;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+pub use disk_cache::DiskCache;
 pub use reader::{BlockCache, FileReader};
 pub use writer::FileWriter;
 
@@ -59,6 +61,7 @@ pub struct DataStore {
     pub(crate) codec: Codec,
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) cache: BlockCache,
+    pub(crate) disk: Option<DiskCache>,
     /// Chunks being compacted, so a chunk is compacted once at a time.
     pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
 }
@@ -84,8 +87,29 @@ impl DataStore {
             objects,
             uploads: Arc::new(Semaphore::new(max_uploads.max(1))),
             cache: BlockCache::new(cache_bytes),
+            disk: None,
             compacting: Default::default(),
         }))
+    }
+
+    /// As [`DataStore::new`], with blocks also kept in `disk`.
+    pub fn with_disk_cache(
+        meta: Arc<Meta>,
+        objects: Arc<dyn ObjectStore>,
+        max_uploads: usize,
+        cache_bytes: usize,
+        disk: DiskCache,
+    ) -> DataResult<Arc<DataStore>> {
+        let store = DataStore::new(meta, objects, max_uploads, cache_bytes)?;
+        let mut store = Arc::try_unwrap(store)
+            .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
+        store.disk = Some(disk);
+        Ok(Arc::new(store))
+    }
+
+    /// The disk cache, if any.
+    pub fn disk_cache(&self) -> Option<&DiskCache> {
+        self.disk.as_ref()
     }
 
     pub fn meta(&self) -> &Arc<Meta> {

@@ -115,7 +115,21 @@ impl DataStore {
     }
 
     async fn fetch_block(&self, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
+        if let Some(disk) = &self.disk {
+            if let Some(stored) = disk.get(&key) {
+                match decode(&stored) {
+                    Ok(data) if data.len() == len as usize => return Ok(Arc::new(data)),
+                    _ => {
+                        tracing::warn!(object = %key, "damaged disk cache entry dropped; fetching again");
+                        disk.remove(&key);
+                    }
+                }
+            }
+        }
         let object = self.objects.get(&key).await?;
+        if let Some(disk) = &self.disk {
+            disk.put(&key, &object);
+        }
         let checked_key = key.clone();
         let data = tokio::task::spawn_blocking(move || decode(&object))
             .await
@@ -326,7 +340,12 @@ impl FileReader {
                 .store
                 .cache
                 .get(&block_key(id, index as u32, block_len));
-            if cached.is_none() && self.store.codec == Codec::None && n * 4 < block_len as u64 {
+            let on_disk = self.store.disk.is_some();
+            if cached.is_none()
+                && !on_disk
+                && self.store.codec == Codec::None
+                && n * 4 < block_len as u64
+            {
                 let part = self
                     .store
                     .block_range(id, index as u32, block_len, within, n)

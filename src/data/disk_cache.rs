@@ -1,0 +1,207 @@
+//! The local disk cache (`--cache-dir`, `--cache-size`,
+//! `--free-space-ratio`): blocks as they are stored (encoded, with their
+//! CRCs) under `DIR/UUID/raw/KEY`, so every hit is checked like a fetch and
+//! a damaged entry is dropped and fetched again. Entries evict oldest-used
+//! first past the size, or when the disk's free space falls below the
+//! ratio. The cache outlives the mount: a remount finds its entries.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The cache of one volume on this host.
+pub struct DiskCache {
+    root: PathBuf,
+    capacity_bytes: u64,
+    free_space_ratio: f64,
+    index: Mutex<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    sizes: HashMap<String, u64>,
+    /// Keys from least to most recently used (may hold stale repeats).
+    order: VecDeque<String>,
+    bytes: u64,
+}
+
+impl DiskCache {
+    /// Opens the cache of volume `uuid` in `dir`, indexing what a previous
+    /// mount left there.
+    pub fn open(
+        dir: &Path,
+        uuid: &str,
+        capacity_bytes: u64,
+        free_space_ratio: f64,
+    ) -> std::io::Result<DiskCache> {
+        let root = dir.join(uuid).join("raw");
+        std::fs::create_dir_all(&root)?;
+        let mut found = Vec::new();
+        scan(&root, &root, &mut found)?;
+        // Oldest first, by modification time (touched on every hit).
+        found.sort_by_key(|(_, _, mtime)| *mtime);
+        let mut index = Index::default();
+        for (key, size, _) in found {
+            index.bytes += size;
+            index.sizes.insert(key.clone(), size);
+            index.order.push_back(key);
+        }
+        let cache = DiskCache {
+            root,
+            capacity_bytes,
+            free_space_ratio,
+            index: Mutex::new(index),
+        };
+        cache.evict(0);
+        Ok(cache)
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes and entries held.
+    pub fn usage(&self) -> (u64, usize) {
+        let index = self.lock();
+        (index.bytes, index.sizes.len())
+    }
+
+    /// The stored block `key`, if cached (unchecked: the caller decodes).
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        if !self.lock().sizes.contains_key(key) {
+            return None;
+        }
+        let path = self.path(key);
+        match std::fs::read(&path) {
+            Ok(data) => {
+                let mut index = self.lock();
+                index.order.push_back(key.to_string());
+                drop(index);
+                // Mark it used for the next mount's ordering; best effort.
+                let _ = std::fs::File::options()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(data)
+            }
+            Err(_) => {
+                self.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Keeps `data` (a stored block) under `key`, evicting as needed.
+    /// Failures only mean the block is not cached.
+    pub fn put(&self, key: &str, data: &[u8]) {
+        let size = data.len() as u64;
+        if size > self.capacity_bytes || self.lock().sizes.contains_key(key) {
+            return;
+        }
+        self.evict(size);
+        if !self.has_free_space() {
+            return;
+        }
+        let path = self.path(key);
+        let tmp = path.with_extension(format!("tmp{:08x}", fastrand::u32(..)));
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&tmp, data))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let mut index = self.lock();
+        index.bytes += size;
+        index.sizes.insert(key.to_string(), size);
+        index.order.push_back(key.to_string());
+    }
+
+    /// Drops an entry (damaged, or evicted).
+    pub fn remove(&self, key: &str) {
+        let mut index = self.lock();
+        if let Some(size) = index.sizes.remove(key) {
+            index.bytes -= size;
+        }
+        drop(index);
+        let _ = std::fs::remove_file(self.path(key));
+    }
+
+    /// Evicts least recently used entries until `incoming` more bytes fit
+    /// and the disk has its free space.
+    fn evict(&self, incoming: u64) {
+        loop {
+            let victim = {
+                let mut index = self.lock();
+                let over = index.bytes + incoming > self.capacity_bytes;
+                if !over && self.has_free_space() {
+                    return;
+                }
+                let Some(key) = index.order.pop_front() else {
+                    return;
+                };
+                // A key used again later appears again further on: skip the
+                // stale occurrence.
+                if index.order.contains(&key) || !index.sizes.contains_key(&key) {
+                    continue;
+                }
+                key
+            };
+            self.remove(&victim);
+        }
+    }
+
+    fn has_free_space(&self) -> bool {
+        if self.free_space_ratio <= 0.0 {
+            return true;
+        }
+        free_ratio(&self.root).is_none_or(|free| free >= self.free_space_ratio)
+    }
+}
+
+/// The free fraction of the file system holding `path`.
+fn free_ratio(path: &Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is a valid NUL-terminated string and st a valid,
+    // writable statvfs for the call to fill.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut st) };
+    if rc != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    Some(st.f_bavail as f64 / st.f_blocks as f64)
+}
+
+fn scan(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, u64, std::time::SystemTime)>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let path = entry.path();
+        if meta.is_dir() {
+            scan(root, &path, out)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e.to_string_lossy().starts_with("tmp"))
+        {
+            let _ = std::fs::remove_file(&path);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push((
+                rel.to_string_lossy().into_owned(),
+                meta.len(),
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            ));
+        }
+    }
+    Ok(())
+}

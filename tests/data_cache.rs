@@ -1,0 +1,159 @@
+//! The disk cache: hits served without the object store, damaged entries
+//! detected and fetched again, eviction under a small size, and the cache
+//! found again after a remount.
+
+mod common;
+
+use std::sync::Arc;
+
+use jfs::data::{DataStore, DiskCache, FileReader, FileWriter};
+use jfs::meta::{Ctx, FileKind, Meta, ROOT_INO};
+use jfs::object::{FileStore, ObjectStore};
+
+const BLOCK: u32 = 64 << 10;
+
+async fn setup() -> (
+    tempfile::TempDir,
+    Arc<Meta>,
+    Arc<dyn ObjectStore>,
+    u64,
+    Vec<u8>,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
+    let mut volume = common::volume("cache");
+    volume.block_size_bytes = BLOCK;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    let store = DataStore::new(meta.clone(), objects.clone(), 4, 0).expect("store");
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    let data: Vec<u8> = (0..10 * BLOCK as usize).map(|i| (i % 253) as u8).collect();
+    let mut w = FileWriter::new(store, ino);
+    w.write(0, &data).await.expect("write");
+    w.flush().await.expect("flush");
+    (dir, meta, objects, ino, data)
+}
+
+fn cache(dir: &std::path::Path, meta: &Meta, capacity: u64) -> DiskCache {
+    DiskCache::open(&dir.join("cache"), &meta.volume().uuid, capacity, 0.0).expect("cache")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_need_no_object_store_and_survive_a_remount() {
+    let (dir, meta, objects, ino, data) = setup().await;
+    let store = DataStore::with_disk_cache(
+        meta.clone(),
+        objects.clone(),
+        4,
+        0,
+        cache(dir.path(), &meta, 1 << 30),
+    )
+    .expect("store");
+    let got = FileReader::new(store.clone(), ino)
+        .read(0, data.len(), data.len() as u64)
+        .await
+        .expect("read");
+    assert!(got == data);
+    let (bytes, entries) = store.disk_cache().expect("disk").usage();
+    assert_eq!(entries, 10);
+    drop(store);
+    // The objects vanish; a remounted cache still serves every block.
+    std::fs::remove_dir_all(dir.path().join("objects")).expect("remove objects");
+    let remounted = cache(dir.path(), &meta, 1 << 30);
+    assert_eq!(
+        remounted.usage(),
+        (bytes, 10),
+        "cache found again after remount"
+    );
+    let store = DataStore::with_disk_cache(meta.clone(), objects, 4, 0, remounted).expect("store");
+    let got = FileReader::new(store, ino)
+        .read(0, data.len(), data.len() as u64)
+        .await
+        .expect("read from cache");
+    assert!(got == data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_entry_is_fetched_again() {
+    let (dir, meta, objects, ino, data) = setup().await;
+    let store = DataStore::with_disk_cache(
+        meta.clone(),
+        objects.clone(),
+        4,
+        0,
+        cache(dir.path(), &meta, 1 << 30),
+    )
+    .expect("store");
+    FileReader::new(store.clone(), ino)
+        .read(0, data.len(), data.len() as u64)
+        .await
+        .expect("fill the cache");
+    drop(store);
+    let mut damaged = 0;
+    for entry in walk(&dir.path().join("cache")) {
+        let mut bytes = std::fs::read(&entry).expect("read entry");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x55;
+        std::fs::write(&entry, bytes).expect("damage entry");
+        damaged += 1;
+    }
+    assert_eq!(damaged, 10);
+    let store = DataStore::with_disk_cache(
+        meta.clone(),
+        objects,
+        4,
+        0,
+        cache(dir.path(), &meta, 1 << 30),
+    )
+    .expect("store");
+    let got = FileReader::new(store, ino)
+        .read(0, data.len(), data.len() as u64)
+        .await
+        .expect("read");
+    assert!(got == data, "damaged cache entries were returned as data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_cache_evicts_to_its_size() {
+    let (dir, meta, objects, ino, data) = setup().await;
+    let capacity = 3 * (BLOCK as u64 + 1024);
+    let store = DataStore::with_disk_cache(
+        meta.clone(),
+        objects,
+        4,
+        0,
+        cache(dir.path(), &meta, capacity),
+    )
+    .expect("store");
+    let got = FileReader::new(store.clone(), ino)
+        .read(0, data.len(), data.len() as u64)
+        .await
+        .expect("read");
+    assert!(got == data);
+    let (bytes, entries) = store.disk_cache().expect("disk").usage();
+    assert!(
+        bytes <= capacity && entries == 3,
+        "{entries} entries, {bytes} bytes for a capacity of {capacity}"
+    );
+    let on_disk: u64 = walk(&dir.path().join("cache"))
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("stat").len())
+        .sum();
+    assert_eq!(on_disk, bytes, "evicted entries are gone from disk");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
