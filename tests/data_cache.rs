@@ -157,3 +157,94 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Counts puts in flight, each taking a while.
+struct SlowStore {
+    inner: jfs::object::MemStore,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SlowStore {
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+    async fn put(&self, key: &str, data: Vec<u8>) -> jfs::object::ObjectResult<()> {
+        use std::sync::atomic::Ordering;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> jfs::object::ObjectResult<Vec<u8>> {
+        self.inner.get_range(key, offset, len).await
+    }
+    async fn delete(&self, key: &str) -> jfs::object::ObjectResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn head(&self, key: &str) -> jfs::object::ObjectResult<Option<jfs::object::ObjectInfo>> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> jfs::object::ObjectResult<Vec<jfs::object::ObjectInfo>> {
+        self.inner.list(prefix, after, limit).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_buffer_bounds_blocks_in_memory() {
+    let slow = Arc::new(SlowStore {
+        inner: Default::default(),
+        in_flight: Default::default(),
+        most: Default::default(),
+    });
+    let mut volume = common::volume("buffer");
+    volume.block_size_bytes = BLOCK;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    let buffer = 3 * BLOCK as u64;
+    let store = DataStore::new(meta.clone(), slow.clone(), 20, 0)
+        .expect("store")
+        .set_buffer_size(buffer)
+        .expect("buffer");
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    let data: Vec<u8> = (0..40 * BLOCK as usize).map(|i| (i % 241) as u8).collect();
+    let mut w = FileWriter::new(store.clone(), ino);
+    for piece in data.chunks(10_000) {
+        let at = (piece.as_ptr() as usize - data.as_ptr() as usize) as u64;
+        w.write(at, piece).await.expect("write");
+        assert!(store.buffer_in_use(buffer) <= buffer);
+    }
+    w.flush().await.expect("flush");
+    let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most <= 3,
+        "{most} blocks uploading at once with a 3-block buffer"
+    );
+    assert_eq!(
+        store.buffer_in_use(buffer),
+        0,
+        "buffer released after flush"
+    );
+    let got = FileReader::new(store, ino)
+        .read(0, data.len(), data.len() as u64)
+        .await
+        .expect("read");
+    assert!(got == data);
+}

@@ -28,6 +28,10 @@ use block::Codec;
 /// background (the same number of records bounds one compaction).
 pub const COMPACT_AFTER_RECORDS: usize = 32;
 
+/// JuiceFS's default `--buffer-size`: 300 MiB of write buffer.
+pub const DEFAULT_BUFFER_BYTES: u64 = 300 << 20;
+pub(crate) const BUFFER_UNIT_BYTES: u64 = 64 << 10;
+
 /// Default bound on concurrent block uploads (JuiceFS's `--max-uploads`).
 pub const DEFAULT_MAX_UPLOADS: usize = 20;
 
@@ -53,6 +57,10 @@ impl DataError {
 
 pub type DataResult<T> = Result<T, DataError>;
 
+fn units(bytes: u64) -> usize {
+    bytes.div_ceil(BUFFER_UNIT_BYTES) as usize
+}
+
 /// What the writers and readers of one mounted volume share.
 pub struct DataStore {
     pub(crate) meta: Arc<Meta>,
@@ -60,6 +68,9 @@ pub struct DataStore {
     pub(crate) block_size: u32,
     pub(crate) codec: Codec,
     pub(crate) uploads: Arc<Semaphore>,
+    /// Buffer memory in units of `BUFFER_UNIT_BYTES`: a block being filled
+    /// or uploaded holds a block's worth (`--buffer-size`).
+    pub(crate) buffer: Arc<Semaphore>,
     pub(crate) cache: BlockCache,
     pub(crate) disk: Option<DiskCache>,
     /// Chunks being compacted, so a chunk is compacted once at a time.
@@ -80,12 +91,14 @@ impl DataStore {
                 volume.compression
             )))
         })?;
+        let buffer_units = units(DEFAULT_BUFFER_BYTES.max(volume.block_size_bytes as u64));
         Ok(Arc::new(DataStore {
             block_size: volume.block_size_bytes,
             codec,
             meta,
             objects,
             uploads: Arc::new(Semaphore::new(max_uploads.max(1))),
+            buffer: Arc::new(Semaphore::new(buffer_units)),
             cache: BlockCache::new(cache_bytes),
             disk: None,
             compacting: Default::default(),
@@ -105,6 +118,25 @@ impl DataStore {
             .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
         store.disk = Some(disk);
         Ok(Arc::new(store))
+    }
+
+    /// Bounds the write buffer to `bytes` (at least one block): writers
+    /// wait when it is full.
+    pub fn set_buffer_size(self: Arc<Self>, bytes: u64) -> DataResult<Arc<DataStore>> {
+        let mut store = Arc::try_unwrap(self)
+            .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
+        store.buffer = Arc::new(Semaphore::new(units(bytes.max(store.block_size as u64))));
+        Ok(Arc::new(store))
+    }
+
+    /// Buffer memory in use now, in bytes.
+    pub fn buffer_in_use(&self, limit_bytes: u64) -> u64 {
+        limit_bytes.max(self.block_size as u64)
+            - self.buffer.available_permits() as u64 * BUFFER_UNIT_BYTES
+    }
+
+    pub(crate) fn block_units(&self) -> u32 {
+        units(self.block_size as u64) as u32
     }
 
     /// The disk cache, if any.

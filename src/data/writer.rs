@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
 use super::block::{block_key, encode};
@@ -25,6 +26,8 @@ struct OpenSlice {
     pending: Vec<u8>,
     blocks_sent: u32,
     uploads: Vec<JoinHandle<ObjectResult<()>>>,
+    /// Buffer memory held for the block being filled.
+    reserved: Option<OwnedSemaphorePermit>,
 }
 
 pub struct FileWriter {
@@ -65,6 +68,7 @@ impl FileWriter {
                     pending: Vec::new(),
                     blocks_sent: 0,
                     uploads: Vec::new(),
+                    reserved: None,
                 });
             }
             let (piece, rest) = data.split_at(n);
@@ -81,6 +85,16 @@ impl FileWriter {
             let Some(slice) = self.open.as_mut() else {
                 return;
             };
+            if slice.reserved.is_none() {
+                // Waiting here is the back-pressure of --buffer-size.
+                slice.reserved = self
+                    .store
+                    .buffer
+                    .clone()
+                    .acquire_many_owned(self.store.block_units())
+                    .await
+                    .ok();
+            }
             let room = block_size - slice.pending.len();
             let take = room.min(piece.len());
             slice.pending.extend_from_slice(&piece[..take]);
@@ -101,13 +115,14 @@ impl FileWriter {
             return;
         }
         let data = std::mem::take(&mut slice.pending);
+        let reserved = slice.reserved.take();
         let key = block_key(slice.id, slice.blocks_sent, data.len() as u32);
         slice.blocks_sent += 1;
         // Waiting for a slot here is the back-pressure on writers.
         let permit = self.store.uploads.clone().acquire_owned().await;
         let (objects, codec) = (self.store.objects.clone(), self.store.codec);
         slice.uploads.push(tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, reserved);
             let object = tokio::task::spawn_blocking(move || encode(&data, codec))
                 .await
                 .map_err(|e| crate::object::ObjectError::Fatal(format!("encoder failed: {e}")))?;
