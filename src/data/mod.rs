@@ -72,7 +72,7 @@ pub struct DataStore {
     /// or uploaded holds a block's worth (`--buffer-size`).
     pub(crate) buffer: Arc<Semaphore>,
     pub(crate) cache: BlockCache,
-    pub(crate) disk: Option<DiskCache>,
+    pub(crate) disk: Option<Arc<DiskCache>>,
     /// Chunks being compacted, so a chunk is compacted once at a time.
     pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
 }
@@ -116,7 +116,7 @@ impl DataStore {
         let store = DataStore::new(meta, objects, max_uploads, cache_bytes)?;
         let mut store = Arc::try_unwrap(store)
             .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
-        store.disk = Some(disk);
+        store.disk = Some(Arc::new(disk));
         Ok(Arc::new(store))
     }
 
@@ -141,7 +141,7 @@ impl DataStore {
 
     /// The disk cache, if any.
     pub fn disk_cache(&self) -> Option<&DiskCache> {
-        self.disk.as_ref()
+        self.disk.as_deref()
     }
 
     pub fn meta(&self) -> &Arc<Meta> {

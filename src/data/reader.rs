@@ -115,29 +115,43 @@ impl DataStore {
     }
 
     async fn fetch_block(&self, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
-        if let Some(disk) = &self.disk {
-            if let Some(stored) = disk.get(&key) {
+        // Disk cache first; its file I/O and all decoding run off the
+        // async workers.
+        if let Some(disk) = self.disk.clone() {
+            let k = key.clone();
+            let hit = tokio::task::spawn_blocking(move || {
+                let stored = disk.get(&k)?;
                 match decode(&stored) {
-                    Ok(data) if data.len() == len as usize => return Ok(Arc::new(data)),
+                    Ok(data) if data.len() == len as usize => Some(data),
                     _ => {
-                        tracing::warn!(object = %key, "damaged disk cache entry dropped; fetching again");
-                        disk.remove(&key);
+                        tracing::warn!(object = %k, "damaged disk cache entry dropped; fetching again");
+                        disk.remove(&k);
+                        None
                     }
                 }
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(data) = hit {
+                return Ok(Arc::new(data));
             }
         }
         let object = self.objects.get(&key).await?;
-        if let Some(disk) = &self.disk {
-            disk.put(&key, &object);
-        }
-        let checked_key = key.clone();
-        let data = tokio::task::spawn_blocking(move || decode(&object))
-            .await
-            .map_err(|e| DataError::Corrupt {
-                key: key.clone(),
-                reason: format!("decoder failed: {e}"),
-            })?
-            .map_err(|e| corrupt(&checked_key, e.to_string()))?;
+        let (disk, k) = (self.disk.clone(), key.clone());
+        let data = tokio::task::spawn_blocking(move || {
+            let data = decode(&object);
+            if let (Some(disk), Ok(_)) = (disk, &data) {
+                disk.put(&k, &object);
+            }
+            data
+        })
+        .await
+        .map_err(|e| DataError::Corrupt {
+            key: key.clone(),
+            reason: format!("decoder failed: {e}"),
+        })?
+        .map_err(|e| corrupt(&key, e.to_string()))?;
         if data.len() != len as usize {
             return Err(corrupt(
                 &key,
