@@ -106,6 +106,22 @@ fn main() {
             trials.push(trial.with_ignored_flag(backend.skip.is_some()));
         }
     }
+    for (label, open) in [("file", backends()[0].open), ("mem", backends()[1].open)] {
+        trials.push(Trial::test(
+            format!("object_conformance::{label}::format_check_refuses_another_volume"),
+            move || {
+                let dir = tempfile::tempdir()?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                rt.block_on(format_check_refuses_another_volume(
+                    open(dir.path()),
+                    String::new(),
+                ))
+            },
+        ));
+    }
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -249,4 +265,30 @@ async fn bad_keys_are_refused(s: Store, _p: String) -> Result<(), Failed> {
         )?;
     }
     Ok(())
+}
+
+/// The storage check of `jfs format`: passes on a working store, records the
+/// volume, and refuses a bucket holding another volume unless forced. Run on
+/// the private stores only: it claims the bucket root, and the test S3
+/// bucket is shared.
+async fn format_check_refuses_another_volume(s: Store, _p: String) -> Result<(), Failed> {
+    jfs::object::check_storage(s.as_ref(), "uuid-one", false)
+        .await
+        .map_err(fail)?;
+    jfs::object::check_storage(s.as_ref(), "uuid-one", false)
+        .await
+        .map_err(fail)?;
+    let refused = jfs::object::check_storage(s.as_ref(), "uuid-two", false).await;
+    match refused {
+        Err(ObjectError::Fatal(m))
+            if m.contains("already holds volume uuid-one") && m.contains("--force") => {}
+        other => return Err(format!("second volume not refused: {other:?}").into()),
+    }
+    jfs::object::check_storage(s.as_ref(), "uuid-two", true)
+        .await
+        .map_err(fail)?;
+    ensure(
+        s.get(jfs::object::UUID_OBJECT).await.map_err(fail)? == b"uuid-two",
+        "uuid recorded",
+    )
 }

@@ -6,6 +6,7 @@
 //! servers), `mem` (tests), and a fault-injecting
 //! wrapper for tests. Keys are `/`-separated UTF-8 strings.
 
+mod check;
 mod faults;
 mod file;
 mod mem;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use check::{check_storage, UUID_OBJECT};
 pub use faults::FaultyStore;
 pub use file::FileStore;
 pub use mem::MemStore;
