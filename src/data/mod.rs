@@ -10,6 +10,7 @@ pub mod block;
 mod compact;
 mod disk_cache;
 mod reader;
+mod writeback;
 mod writer;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 
 pub use disk_cache::DiskCache;
 pub use reader::{BlockCache, FileReader};
+pub use writeback::Staging;
 pub use writer::FileWriter;
 
 use crate::meta::{Meta, MetaError};
@@ -73,6 +75,8 @@ pub struct DataStore {
     pub(crate) buffer: Arc<Semaphore>,
     pub(crate) cache: BlockCache,
     pub(crate) disk: Option<Arc<DiskCache>>,
+    /// With `--writeback`: where blocks wait for their upload.
+    pub(crate) staging: Option<Arc<Staging>>,
     /// Chunks being compacted, so a chunk is compacted once at a time.
     pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
 }
@@ -101,6 +105,7 @@ impl DataStore {
             buffer: Arc::new(Semaphore::new(buffer_units)),
             cache: BlockCache::new(cache_bytes),
             disk: None,
+            staging: None,
             compacting: Default::default(),
         }))
     }
@@ -137,6 +142,31 @@ impl DataStore {
 
     pub(crate) fn block_units(&self) -> u32 {
         units(self.block_size as u64) as u32
+    }
+
+    /// Turns on `--writeback` with `staging`, first uploading what a
+    /// previous mount left there. Returns the store and that count.
+    pub async fn with_writeback(
+        self: Arc<Self>,
+        staging: Staging,
+    ) -> DataResult<(Arc<DataStore>, usize)> {
+        let recovered = staging.upload_all(self.objects.as_ref()).await?;
+        let mut store = Arc::try_unwrap(self)
+            .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
+        store.staging = Some(Arc::new(staging));
+        Ok((Arc::new(store), recovered))
+    }
+
+    /// Blocks staged by writeback and not uploaded yet.
+    pub fn pending_uploads(&self) -> usize {
+        self.staging.as_ref().map_or(0, |s| s.pending())
+    }
+
+    /// Waits for every writeback upload (unmount does).
+    pub async fn wait_uploads(&self) {
+        if let Some(staging) = &self.staging {
+            staging.drain().await;
+        }
     }
 
     /// The disk cache, if any.

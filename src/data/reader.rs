@@ -115,6 +115,18 @@ impl DataStore {
     }
 
     async fn fetch_block(&self, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
+        // A block written with writeback may not be uploaded yet.
+        if let Some(staging) = self.staging.clone() {
+            let k = key.clone();
+            let staged = tokio::task::spawn_blocking(move || staging.get(&k).map(|b| decode(&b)))
+                .await
+                .ok()
+                .flatten();
+            if let Some(decoded) = staged {
+                let data = decoded.map_err(|e| corrupt(&key, e.to_string()))?;
+                return Ok(Arc::new(data));
+            }
+        }
         // Disk cache first; its file I/O and all decoding run off the
         // async workers.
         if let Some(disk) = self.disk.clone() {
@@ -354,7 +366,7 @@ impl FileReader {
                 .store
                 .cache
                 .get(&block_key(id, index as u32, block_len));
-            let on_disk = self.store.disk.is_some();
+            let on_disk = self.store.disk.is_some() || self.store.staging.is_some();
             if cached.is_none()
                 && !on_disk
                 && self.store.codec == Codec::None

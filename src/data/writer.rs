@@ -118,9 +118,26 @@ impl FileWriter {
         let reserved = slice.reserved.take();
         let key = block_key(slice.id, slice.blocks_sent, data.len() as u32);
         slice.blocks_sent += 1;
+        let (objects, codec) = (self.store.objects.clone(), self.store.codec);
+        if let Some(staging) = self.store.staging.clone() {
+            // Writeback: staged on disk now, uploaded in the background.
+            let uploads = self.store.uploads.clone();
+            slice.uploads.push(tokio::spawn(async move {
+                let _reserved = reserved;
+                let stage = staging.clone();
+                let staged_key = key.clone();
+                tokio::task::spawn_blocking(move || {
+                    stage.stage(&staged_key, &encode(&data, codec))
+                })
+                .await
+                .map_err(|e| crate::object::ObjectError::Fatal(format!("staging failed: {e}")))??;
+                staging.upload_later(key, objects, uploads);
+                Ok(())
+            }));
+            return;
+        }
         // Waiting for a slot here is the back-pressure on writers.
         let permit = self.store.uploads.clone().acquire_owned().await;
-        let (objects, codec) = (self.store.objects.clone(), self.store.codec);
         slice.uploads.push(tokio::spawn(async move {
             let _permits = (permit, reserved);
             let object = tokio::task::spawn_blocking(move || encode(&data, codec))

@@ -1,0 +1,209 @@
+//! `--writeback`: blocks are staged locally and the slice committed before
+//! the upload. A mount killed with SIGKILL before uploading loses nothing:
+//! the next mount uploads the staged blocks. Staged blocks read back before
+//! their upload, and unmount can wait for the uploads.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jfs::data::{DataStore, FileReader, FileWriter, Staging};
+use jfs::kv::{Db, DbOptions, MetaUrl};
+use jfs::meta::{Ctx, FileKind, Meta, ROOT_INO};
+use jfs::object::{FileStore, MemStore, ObjectInfo, ObjectResult, ObjectStore};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const CHILD_ENV: &str = "JFS_WRITEBACK_CHILD_DIR";
+const BLOCK: u32 = 64 << 10;
+const SIZE: usize = 1 << 20;
+
+fn pattern() -> Vec<u8> {
+    (0..SIZE).map(|i| (i * 13 % 251) as u8).collect()
+}
+
+/// An object store whose puts never finish (and can be released).
+#[derive(Default)]
+struct Stuck {
+    inner: MemStore,
+    open: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Stuck {
+    fn describe(&self) -> String {
+        "stuck".into()
+    }
+    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+        while !self.open.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
+        self.inner.get_range(key, offset, len).await
+    }
+    async fn delete(&self, key: &str) -> ObjectResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn head(&self, key: &str) -> ObjectResult<Option<ObjectInfo>> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ObjectResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix, after, limit).await
+    }
+}
+
+fn volume() -> jfs::meta::Volume {
+    jfs::meta::Volume {
+        block_size_bytes: BLOCK,
+        ..common::volume("writeback")
+    }
+}
+
+async fn open_meta(dir: &Path) -> Meta {
+    let url = MetaUrl::parse(dir.join("meta").to_str().expect("utf-8")).expect("url");
+    Meta::load(Db::open(&url, DbOptions::default()).expect("open meta"))
+        .await
+        .expect("load")
+}
+
+fn main() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(child(Path::new(&dir)));
+        return;
+    }
+    let args = Arguments::from_args();
+    let trials = vec![
+        Trial::test(
+            "data_writeback::staged_blocks_survive_kill9_and_upload_at_next_mount",
+            || tokio::runtime::Runtime::new()?.block_on(kill9_recovery()),
+        ),
+        Trial::test(
+            "data_writeback::staged_blocks_read_back_before_upload_and_drain",
+            || tokio::runtime::Runtime::new()?.block_on(read_before_upload()),
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Writes the file with writeback to a store that never finishes an upload,
+/// says so once the slice is committed, and waits to be killed.
+async fn child(dir: &Path) {
+    let meta = Arc::new(open_meta(dir).await);
+    let objects: Arc<dyn ObjectStore> = Arc::new(Stuck::default());
+    let staging = Staging::open(&dir.join("cache"), &meta.volume().uuid).expect("staging");
+    let (store, _) = DataStore::new(meta.clone(), objects, 4, 0)
+        .expect("store")
+        .with_writeback(staging)
+        .await
+        .expect("writeback");
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    let mut w = FileWriter::new(store.clone(), ino);
+    w.write(0, &pattern()).await.expect("write");
+    w.flush().await.expect("flush");
+    println!("committed {}", store.pending_uploads());
+    std::future::pending::<()>().await;
+}
+
+async fn kill9_recovery() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    {
+        let url = MetaUrl::parse(dir.join("meta").to_str().ok_or("path")?)?;
+        let db = Db::open(&url, DbOptions::default())?;
+        Meta::format(&db, &volume(), false).await?;
+    }
+    let mut child = Command::new(std::env::current_exe()?)
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    if !line.starts_with("committed") {
+        child.kill()?;
+        return Err(format!("child said {line:?}").into());
+    }
+    child.kill()?; // SIGKILL, with every upload still pending
+    child.wait()?;
+    let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(&dir.join("objects"))?);
+    if !objects.list("chunks/", None, 10).await?.is_empty() {
+        return Err("objects reached the store before the kill".into());
+    }
+    // The next mount.
+    let meta = Arc::new(open_meta(dir).await);
+    let staging = Staging::open(&dir.join("cache"), &meta.volume().uuid)?;
+    let (store, recovered) = DataStore::new(meta.clone(), objects.clone(), 4, 0)?
+        .with_writeback(staging)
+        .await?;
+    if recovered != SIZE / BLOCK as usize {
+        return Err(format!(
+            "{recovered} staged blocks uploaded, want {}",
+            SIZE / BLOCK as usize
+        )
+        .into());
+    }
+    let (ino, attr) = meta.lookup(&Ctx::root(), ROOT_INO, b"f").await?;
+    if attr.length != SIZE as u64 {
+        return Err(format!("length {}", attr.length).into());
+    }
+    // Read through a store without staging: the data is in object storage.
+    let plain = DataStore::new(meta, objects, 4, 0)?;
+    let got = FileReader::new(plain, ino)
+        .read(0, SIZE, SIZE as u64)
+        .await?;
+    if got != pattern() {
+        return Err("recovered file differs".into());
+    }
+    drop(store);
+    Ok(())
+}
+
+async fn read_before_upload() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let meta = Arc::new(common::mem_meta(volume()).await);
+    let stuck = Arc::new(Stuck::default());
+    let staging = Staging::open(tmp.path(), &meta.volume().uuid)?;
+    let (store, _) = DataStore::new(meta.clone(), stuck.clone(), 4, 0)?
+        .with_writeback(staging)
+        .await?;
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await?;
+    let mut w = FileWriter::new(store.clone(), ino);
+    w.write(0, &pattern()).await?;
+    w.flush().await?;
+    if store.pending_uploads() != SIZE / BLOCK as usize {
+        return Err(format!("{} pending uploads", store.pending_uploads()).into());
+    }
+    let got = FileReader::new(store.clone(), ino)
+        .read(0, SIZE, SIZE as u64)
+        .await?;
+    if got != pattern() {
+        return Err("staged data reads differently".into());
+    }
+    stuck.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), store.wait_uploads()).await?;
+    if store.pending_uploads() != 0
+        || stuck.inner.list("chunks/", None, 100).await?.len() != SIZE / BLOCK as usize
+    {
+        return Err("uploads did not complete".into());
+    }
+    Ok(())
+}
