@@ -110,8 +110,13 @@ async fn main() {
     w.flush().await.expect("flush");
     let write = mib_s(total, start.elapsed().as_secs_f64());
 
-    let cold = DataStore::new(meta.clone(), store.objects(), DEFAULT_MAX_UPLOADS, 64 << 20)
-        .expect("store");
+    let cold = DataStore::new(
+        meta.clone(),
+        store.objects(),
+        DEFAULT_MAX_UPLOADS,
+        256 << 20,
+    )
+    .expect("store");
     let reader = FileReader::new(cold.clone(), ino);
     let start = Instant::now();
     for i in 0..total / IO {

@@ -70,6 +70,7 @@ pub struct DataStore {
     pub(crate) block_size: u32,
     pub(crate) codec: Codec,
     pub(crate) uploads: Arc<Semaphore>,
+    pub(crate) max_uploads: usize,
     /// Buffer memory in units of `BUFFER_UNIT_BYTES`: a block being filled
     /// or uploaded holds a block's worth (`--buffer-size`).
     pub(crate) buffer: Arc<Semaphore>,
@@ -102,6 +103,7 @@ impl DataStore {
             meta,
             objects,
             uploads: Arc::new(Semaphore::new(max_uploads.max(1))),
+            max_uploads: max_uploads.max(1),
             buffer: Arc::new(Semaphore::new(buffer_units)),
             cache: BlockCache::new(cache_bytes),
             disk: None,

@@ -4,7 +4,8 @@
 //!
 //! Sequential reading is detected per open file and read ahead: the window
 //! of blocks fetched in the background doubles on each sequential read, up
-//! to `MAX_READAHEAD_BYTES`, and resets on a jump. Concurrent requests for
+//! to as many blocks as may upload at once (`--max-uploads`) and half the
+//! memory cache, and resets on a jump. Concurrent requests for
 //! one block share one fetch. A small read of an uncompressed block not in
 //! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
 
@@ -17,9 +18,6 @@ use super::block::{block_key, decode, Codec, RangeRead};
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
-
-/// Read-ahead window: starts at one block, doubles per sequential read.
-const MAX_READAHEAD_BYTES: u64 = 32 << 20;
 
 /// Decoded blocks by object key, evicted oldest first past a byte budget.
 pub struct BlockCache {
@@ -90,6 +88,14 @@ impl BlockCache {
 }
 
 impl DataStore {
+    /// The largest read-ahead window: the blocks that may be fetched at once,
+    /// as long as half the memory cache holds them; at least one block.
+    fn readahead_limit(&self) -> u64 {
+        let block = self.block_size as u64;
+        let parallel = self.max_uploads as u64 * block;
+        parallel.min(self.cache.budget as u64 / 2).max(block)
+    }
+
     /// The data of block `index` of slice `id` (`len` bytes): from the
     /// cache, from a fetch already under way, or fetched and checked now.
     pub(crate) async fn block(
@@ -238,7 +244,7 @@ impl FileReader {
             let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
             let block = self.store.block_size as u64;
             let window = if offset == p.0 {
-                (p.1 * 2).clamp(block, MAX_READAHEAD_BYTES)
+                (p.1 * 2).clamp(block, self.store.readahead_limit())
             } else {
                 0
             };
