@@ -111,35 +111,58 @@ fn header(object: &[u8]) -> Result<Header, BlockError> {
 
 /// The data of a whole block object, checked.
 pub fn decode(object: &[u8]) -> Result<Vec<u8>, BlockError> {
-    let h = header(object)?;
-    let body = &object[HEADER_BYTES as usize..];
-    let data = match h.codec {
+    decode_owned(object.to_vec())
+}
+
+/// As [`decode`], reusing the object's memory. An uncompressed block is
+/// read once: each piece's CRC is computed, compared with the table, and
+/// the piece CRCs are combined into the whole block's CRC for the header's.
+pub fn decode_owned(mut object: Vec<u8>) -> Result<Vec<u8>, BlockError> {
+    let h = header(&object)?;
+    let body_len = object.len() as u64 - HEADER_BYTES;
+    match h.codec {
         Codec::None => {
-            let table = (pieces(h.data_len) * 4) as usize;
-            if body.len() as u64 != table as u64 + h.data_len {
+            let table = pieces(h.data_len) * 4;
+            if body_len != table + h.data_len {
                 return Err(BlockError::Corrupt(format!(
-                    "{} bytes of body for {} bytes of data",
-                    body.len(),
+                    "{body_len} bytes of body for {} bytes of data",
                     h.data_len
                 )));
             }
-            let data = &body[table..];
-            for (i, piece) in data.chunks(PIECE_BYTES as usize).enumerate() {
-                if body[i * 4..i * 4 + 4] != crc32fast::hash(piece).to_be_bytes() {
+            let data_start = (HEADER_BYTES + table) as usize;
+            let mut whole = crc32fast::Hasher::new();
+            for (i, piece) in object[data_start..]
+                .chunks(PIECE_BYTES as usize)
+                .enumerate()
+            {
+                let crc = crc32fast::hash(piece);
+                let at = HEADER_BYTES as usize + i * 4;
+                if object[at..at + 4] != crc.to_be_bytes() {
                     return Err(BlockError::Corrupt(format!(
                         "checksum mismatch in piece {i}"
                     )));
                 }
+                whole.combine(&crc32fast::Hasher::new_with_initial_len(
+                    crc,
+                    piece.len() as u64,
+                ));
             }
-            data.to_vec()
+            if whole.finalize() != h.crc {
+                return Err(BlockError::Corrupt("checksum mismatch".into()));
+            }
+            object.drain(..data_start);
+            Ok(object)
         }
-        Codec::Zstd => zstd::bulk::decompress(body, h.data_len as usize)
-            .map_err(|e| BlockError::Corrupt(format!("zstd frame does not decode: {e}")))?,
-    };
-    if data.len() as u64 != h.data_len || crc32fast::hash(&data) != h.crc {
-        return Err(BlockError::Corrupt("checksum mismatch".into()));
+        Codec::Zstd => {
+            let data =
+                zstd::bulk::decompress(&object[HEADER_BYTES as usize..], h.data_len as usize)
+                    .map_err(|e| BlockError::Corrupt(format!("zstd frame does not decode: {e}")))?;
+            if data.len() as u64 != h.data_len || crc32fast::hash(&data) != h.crc {
+                return Err(BlockError::Corrupt("checksum mismatch".into()));
+            }
+            Ok(data)
+        }
     }
-    Ok(data)
 }
 
 /// How to read `[offset, offset + len)` of an uncompressed block of

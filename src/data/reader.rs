@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::block::{block_key, decode, Codec, RangeRead};
+use super::block::{block_key, decode_owned, Codec, RangeRead};
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
@@ -124,7 +124,7 @@ impl DataStore {
         // A block written with writeback may not be uploaded yet.
         if let Some(staging) = self.staging.clone() {
             let k = key.clone();
-            let staged = tokio::task::spawn_blocking(move || staging.get(&k).map(|b| decode(&b)))
+            let staged = tokio::task::spawn_blocking(move || staging.get(&k).map(decode_owned))
                 .await
                 .ok()
                 .flatten();
@@ -139,7 +139,7 @@ impl DataStore {
             let k = key.clone();
             let hit = tokio::task::spawn_blocking(move || {
                 let stored = disk.get(&k)?;
-                match decode(&stored) {
+                match decode_owned(stored) {
                     Ok(data) if data.len() == len as usize => Some(data),
                     _ => {
                         tracing::warn!(object = %k, "damaged disk cache entry dropped; fetching again");
@@ -158,11 +158,11 @@ impl DataStore {
         let object = self.objects.get(&key).await?;
         let (disk, k) = (self.disk.clone(), key.clone());
         let data = tokio::task::spawn_blocking(move || {
-            let data = decode(&object);
-            if let (Some(disk), Ok(_)) = (disk, &data) {
+            // The disk cache keeps the object as stored, so put it first.
+            if let Some(disk) = disk {
                 disk.put(&k, &object);
             }
-            data
+            decode_owned(object)
         })
         .await
         .map_err(|e| DataError::Corrupt {
