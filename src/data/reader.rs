@@ -218,11 +218,20 @@ fn corrupt(key: &str, reason: String) -> DataError {
 
 /// Reads one file; keep one per open file so that read-ahead can follow
 /// sequential reads.
+/// Where the next sequential read would start, the read-ahead window, and
+/// how far read-ahead has already been asked for (so each read asks only
+/// for the new tail of the window).
+#[derive(Default)]
+struct ReadPattern {
+    next: u64,
+    window: u64,
+    requested_to: u64,
+}
+
 pub struct FileReader {
     store: Arc<DataStore>,
     ino: Ino,
-    /// (where the next sequential read would start, read-ahead window).
-    pattern: Mutex<(u64, u64)>,
+    pattern: Mutex<ReadPattern>,
 }
 
 impl FileReader {
@@ -230,7 +239,10 @@ impl FileReader {
         FileReader {
             store,
             ino,
-            pattern: Mutex::new((u64::MAX, 0)),
+            pattern: Mutex::new(ReadPattern {
+                next: u64::MAX,
+                ..Default::default()
+            }),
         }
     }
 
@@ -240,19 +252,27 @@ impl FileReader {
         if end <= offset {
             return Ok(Vec::new());
         }
-        let window = {
+        let ahead = {
             let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
             let block = self.store.block_size as u64;
-            let window = if offset == p.0 {
-                (p.1 * 2).clamp(block, self.store.readahead_limit())
+            let sequential = offset == p.next;
+            p.window = if sequential {
+                (p.window * 2).clamp(block, self.store.readahead_limit())
             } else {
                 0
             };
-            *p = (end, window);
-            window
+            p.next = end;
+            let from = if sequential {
+                p.requested_to.max(end)
+            } else {
+                end
+            };
+            let to = (end + p.window).min(file_len);
+            p.requested_to = to.max(from);
+            (p.window > 0 && to > from).then_some((from, to))
         };
-        if window > 0 && end < file_len {
-            self.read_ahead(end, (end + window).min(file_len));
+        if let Some((from, to)) = ahead {
+            self.read_ahead(from, to);
         }
         let mut out = vec![0u8; (end - offset) as usize];
         for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
