@@ -34,6 +34,15 @@ pub struct DirEntry {
     pub attr: Option<Attr>,
 }
 
+/// A directory entry being removed: its directory, the directory's inode
+/// and the name.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    dir: &'a Attr,
+    parent: Ino,
+    name: &'a [u8],
+}
+
 /// A time to set: the caller's, or now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSet {
@@ -302,11 +311,7 @@ impl Meta {
         let now = Timestamp::now();
         // An inode for the trash's hour directory, in case this unlink is
         // the first of the hour.
-        let hour_ino = if self.volume.trash_days > 0 {
-            self.inodes.next(&self.db).await?
-        } else {
-            0
-        };
+        let hour_ino = self.trash_hour_ino().await?;
         self.txn("unlink", |tx| async move {
             let dir = writable_dir(&tx, ctx, parent).await?;
             let Some((kind, ino)) = get_dentry(&tx, parent, name).await? else {
@@ -330,40 +335,68 @@ impl Meta {
             let space = attr.as_ref().map_or(MIN_SPACE_BYTES, entry_space);
             self.charge_dir(&tx, parent, -(space as i64), -1)?;
             if let Some(attr) = attr {
-                let trashed = hour_ino != 0
-                    && attr.kind == FileKind::File
-                    && attr.nlink == 1
-                    && parent != TRASH_INO
-                    && dir.parent != TRASH_INO
-                    && self
-                        .move_to_trash(&tx, ino, attr.clone(), parent, name, hour_ino, now)
-                        .await?;
-                if !trashed {
-                    self.drop_link(&tx, ino, attr, now).await?;
-                }
+                let entry = Entry {
+                    dir: &dir,
+                    parent,
+                    name,
+                };
+                self.remove_link(&tx, ino, attr, entry, hour_ino, now)
+                    .await?;
             }
             Ok(())
         })
         .await
     }
 
+    /// An inode id for the trash's hour directory, allocated before an
+    /// operation that may move a file to the trash (0 without a trash).
+    async fn trash_hour_ino(&self) -> MetaResult<Ino> {
+        if self.volume.trash_days > 0 {
+            Ok(self.inodes.next(&self.db).await?)
+        } else {
+            Ok(0)
+        }
+    }
+
+    /// Removes the link `entry` of non-directory `ino` inside `tx` (its
+    /// dentry is already gone): a regular file losing its last link goes to
+    /// the trash when the volume keeps one (unless it is in the trash
+    /// already); otherwise the link is dropped as [`Meta::drop_link`] does.
+    async fn remove_link(
+        &self,
+        tx: &Txn,
+        ino: Ino,
+        attr: Attr,
+        entry: Entry<'_>,
+        hour_ino: Ino,
+        now: Timestamp,
+    ) -> MetaResult<()> {
+        let in_trash = entry.parent == TRASH_INO || entry.dir.parent == TRASH_INO;
+        if hour_ino != 0 && attr.kind == FileKind::File && attr.nlink == 1 && !in_trash {
+            if let Some(trash) = load_attr(tx, TRASH_INO, false).await? {
+                return self
+                    .move_to_trash(tx, ino, attr, &trash, entry, hour_ino, now)
+                    .await;
+            }
+        }
+        self.drop_link(tx, ino, attr, now).await
+    }
+
     /// Moves a file whose last link is being removed into the trash's
     /// directory of the current hour (made if needed), as
-    /// `PARENT-INODE-NAME`. False when the volume has no trash directory.
+    /// `PARENT-INODE-NAME`.
     #[allow(clippy::too_many_arguments)]
     async fn move_to_trash(
         &self,
         tx: &Txn,
         ino: Ino,
         mut attr: Attr,
-        parent: Ino,
-        name: &[u8],
+        trash: &Attr,
+        entry: Entry<'_>,
         hour_ino: Ino,
         now: Timestamp,
-    ) -> MetaResult<bool> {
-        let Some(trash) = load_attr(tx, TRASH_INO, false).await? else {
-            return Ok(false);
-        };
+    ) -> MetaResult<()> {
+        let (parent, name) = (entry.parent, entry.name);
         let hour = super::trash::hour_name(now.sec).into_bytes();
         let hour_dir = match get_dentry(tx, TRASH_INO, &hour).await? {
             Some((_, existing)) => existing,
@@ -396,7 +429,7 @@ impl Meta {
         tx.put(keys::attr(ino), attr.encode())?;
         self.charge_dir(tx, hour_dir, entry_space(&attr) as i64, 1)?;
         touch_dir(tx, hour_dir, now)?;
-        Ok(true)
+        Ok(())
     }
 
     /// Removes one link of a non-directory inode inside `tx`, deleting the
@@ -539,11 +572,7 @@ impl Meta {
         let seen = &seen;
         // An inode for the trash's hour directory, should the rename replace
         // a file's last link.
-        let hour_ino = if self.volume.trash_days > 0 {
-            self.inodes.next(&self.db).await?
-        } else {
-            0
-        };
+        let hour_ino = self.trash_hour_ino().await?;
         self.txn("rename", |tx| async move {
             let src_dir = writable_dir(&tx, ctx, src_parent).await?;
             let dst_dir = if dst_parent == src_parent {
@@ -658,25 +687,13 @@ impl Meta {
                             self.delete_inode(&tx, dst_ino, &dst_attr).await?;
                         }
                         (false, false) => {
-                            let trashed = hour_ino != 0
-                                && dst_attr.kind == FileKind::File
-                                && dst_attr.nlink == 1
-                                && dst_parent != TRASH_INO
-                                && dst_dir.parent != TRASH_INO
-                                && self
-                                    .move_to_trash(
-                                        &tx,
-                                        dst_ino,
-                                        dst_attr.clone(),
-                                        dst_parent,
-                                        dst_name,
-                                        hour_ino,
-                                        now,
-                                    )
-                                    .await?;
-                            if !trashed {
-                                self.drop_link(&tx, dst_ino, dst_attr, now).await?;
-                            }
+                            let entry = Entry {
+                                dir: &dst_dir,
+                                parent: dst_parent,
+                                name: dst_name,
+                            };
+                            self.remove_link(&tx, dst_ino, dst_attr, entry, hour_ino, now)
+                                .await?;
                         }
                     }
                 }
