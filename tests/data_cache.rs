@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use jfs::data::{DataStore, DiskCache, FileReader, FileWriter};
+use jfs::data::{DataOptions, DataStore, DiskCache, FileReader, FileWriter};
 use jfs::meta::{Ctx, FileKind, Meta, ROOT_INO};
 use jfs::object::{FileStore, ObjectStore};
 
@@ -37,6 +37,16 @@ async fn setup() -> (
     (dir, meta, objects, ino, data)
 }
 
+/// Options with `disk` as the disk cache and no memory cache.
+fn disk(cache: DiskCache) -> DataOptions {
+    DataOptions {
+        max_uploads: 4,
+        memory_cache_bytes: 0,
+        disk_cache: Some(cache),
+        ..Default::default()
+    }
+}
+
 fn cache(dir: &std::path::Path, meta: &Meta, capacity: u64) -> DiskCache {
     DiskCache::open(&dir.join("cache"), &meta.volume().uuid, capacity, 0.0).expect("cache")
 }
@@ -44,12 +54,10 @@ fn cache(dir: &std::path::Path, meta: &Meta, capacity: u64) -> DiskCache {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_need_no_object_store_and_survive_a_remount() {
     let (dir, meta, objects, ino, data) = setup().await;
-    let store = DataStore::with_disk_cache(
+    let store = DataStore::with_options(
         meta.clone(),
         objects.clone(),
-        4,
-        0,
-        cache(dir.path(), &meta, 1 << 30),
+        disk(cache(dir.path(), &meta, 1 << 30)),
     )
     .expect("store");
     let got = FileReader::new(store.clone(), ino)
@@ -68,7 +76,7 @@ async fn hits_need_no_object_store_and_survive_a_remount() {
         (bytes, 10),
         "cache found again after remount"
     );
-    let store = DataStore::with_disk_cache(meta.clone(), objects, 4, 0, remounted).expect("store");
+    let store = DataStore::with_options(meta.clone(), objects, disk(remounted)).expect("store");
     let got = FileReader::new(store, ino)
         .read(0, data.len(), data.len() as u64)
         .await
@@ -79,12 +87,10 @@ async fn hits_need_no_object_store_and_survive_a_remount() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_entry_is_fetched_again() {
     let (dir, meta, objects, ino, data) = setup().await;
-    let store = DataStore::with_disk_cache(
+    let store = DataStore::with_options(
         meta.clone(),
         objects.clone(),
-        4,
-        0,
-        cache(dir.path(), &meta, 1 << 30),
+        disk(cache(dir.path(), &meta, 1 << 30)),
     )
     .expect("store");
     FileReader::new(store.clone(), ino)
@@ -101,12 +107,10 @@ async fn a_damaged_entry_is_fetched_again() {
         damaged += 1;
     }
     assert_eq!(damaged, 10);
-    let store = DataStore::with_disk_cache(
+    let store = DataStore::with_options(
         meta.clone(),
         objects,
-        4,
-        0,
-        cache(dir.path(), &meta, 1 << 30),
+        disk(cache(dir.path(), &meta, 1 << 30)),
     )
     .expect("store");
     let got = FileReader::new(store, ino)
@@ -120,12 +124,10 @@ async fn a_damaged_entry_is_fetched_again() {
 async fn a_small_cache_evicts_to_its_size() {
     let (dir, meta, objects, ino, data) = setup().await;
     let capacity = 3 * (BLOCK as u64 + 1024);
-    let store = DataStore::with_disk_cache(
+    let store = DataStore::with_options(
         meta.clone(),
         objects,
-        4,
-        0,
-        cache(dir.path(), &meta, capacity),
+        disk(cache(dir.path(), &meta, capacity)),
     )
     .expect("store");
     let got = FileReader::new(store.clone(), ino)
@@ -216,10 +218,13 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
     volume.block_size_bytes = BLOCK;
     let meta = Arc::new(common::mem_meta(volume).await);
     let buffer = 3 * BLOCK as u64;
-    let store = DataStore::new(meta.clone(), slow.clone(), 20, 0)
-        .expect("store")
-        .set_buffer_size(buffer)
-        .expect("buffer");
+    let options = DataOptions {
+        max_uploads: 20,
+        buffer_bytes: buffer,
+        memory_cache_bytes: 0,
+        ..Default::default()
+    };
+    let store = DataStore::with_options(meta.clone(), slow.clone(), options).expect("store");
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
         .await
@@ -229,7 +234,7 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
     for piece in data.chunks(10_000) {
         let at = (piece.as_ptr() as usize - data.as_ptr() as usize) as u64;
         w.write(at, piece).await.expect("write");
-        assert!(store.buffer_in_use(buffer) <= buffer);
+        assert!(store.buffer_in_use() <= buffer);
     }
     w.flush().await.expect("flush");
     let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
@@ -237,11 +242,7 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
         most <= 3,
         "{most} blocks uploading at once with a 3-block buffer"
     );
-    assert_eq!(
-        store.buffer_in_use(buffer),
-        0,
-        "buffer released after flush"
-    );
+    assert_eq!(store.buffer_in_use(), 0, "buffer released after flush");
     let got = FileReader::new(store, ino)
         .read(0, data.len(), data.len() as u64)
         .await

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jfs::data::{DataStore, FileReader, FileWriter, Staging};
+use jfs::data::{DataOptions, DataStore, FileReader, FileWriter, Staging};
 use jfs::kv::{Db, DbOptions, MetaUrl};
 use jfs::meta::{Ctx, FileKind, Meta, ROOT_INO};
 use jfs::object::{FileStore, MemStore, ObjectInfo, ObjectResult, ObjectStore};
@@ -65,6 +65,15 @@ impl ObjectStore for Stuck {
     }
 }
 
+fn writeback(staging: Staging) -> DataOptions {
+    DataOptions {
+        max_uploads: 4,
+        memory_cache_bytes: 0,
+        writeback: Some(staging),
+        ..Default::default()
+    }
+}
+
 fn volume() -> jfs::meta::Volume {
     jfs::meta::Volume {
         block_size_bytes: BLOCK,
@@ -106,11 +115,7 @@ async fn child(dir: &Path) {
     let meta = Arc::new(open_meta(dir).await);
     let objects: Arc<dyn ObjectStore> = Arc::new(Stuck::default());
     let staging = Staging::open(&dir.join("cache"), &meta.volume().uuid).expect("staging");
-    let (store, _) = DataStore::new(meta.clone(), objects, 4, 0)
-        .expect("store")
-        .with_writeback(staging)
-        .await
-        .expect("writeback");
+    let store = DataStore::with_options(meta.clone(), objects, writeback(staging)).expect("store");
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
         .await
@@ -149,9 +154,8 @@ async fn kill9_recovery() -> Result<(), Failed> {
     // The next mount.
     let meta = Arc::new(open_meta(dir).await);
     let staging = Staging::open(&dir.join("cache"), &meta.volume().uuid)?;
-    let (store, recovered) = DataStore::new(meta.clone(), objects.clone(), 4, 0)?
-        .with_writeback(staging)
-        .await?;
+    let store = DataStore::with_options(meta.clone(), objects.clone(), writeback(staging))?;
+    let recovered = store.upload_staged().await?;
     if recovered != SIZE / BLOCK as usize {
         return Err(format!(
             "{recovered} staged blocks uploaded, want {}",
@@ -180,9 +184,7 @@ async fn read_before_upload() -> Result<(), Failed> {
     let meta = Arc::new(common::mem_meta(volume()).await);
     let stuck = Arc::new(Stuck::default());
     let staging = Staging::open(tmp.path(), &meta.volume().uuid)?;
-    let (store, _) = DataStore::new(meta.clone(), stuck.clone(), 4, 0)?
-        .with_writeback(staging)
-        .await?;
+    let store = DataStore::with_options(meta.clone(), stuck.clone(), writeback(staging))?;
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
         .await?;

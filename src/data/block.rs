@@ -47,6 +47,11 @@ pub fn block_key(id: u64, index: u32, len: u32) -> String {
     )
 }
 
+/// The prefix every block key of slice `id` starts with.
+pub fn slice_key_prefix(id: u64) -> String {
+    format!("chunks/{}/{}/{id}_", id / 1_000_000, id / 1_000)
+}
+
 fn pieces(data_len: u64) -> u64 {
     data_len.div_ceil(PIECE_BYTES)
 }

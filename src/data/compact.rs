@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::block::{block_key, encode};
+use super::block::block_key;
 use super::reader::FileReader;
 use super::{DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
@@ -100,26 +100,6 @@ impl DataStore {
     ) -> DataResult<Vec<u8>> {
         let reader = FileReader::new(self.clone(), 0);
         reader.read_records(records, start, end).await
-    }
-
-    /// Uploads `data` as the blocks of slice `id`.
-    pub(crate) async fn upload_slice(&self, id: u64, data: &[u8]) -> DataResult<()> {
-        let mut uploads = Vec::new();
-        for (index, block) in data.chunks(self.block_size as usize).enumerate() {
-            let permit = self.uploads.clone().acquire_owned().await;
-            let (objects, codec, block) = (self.objects.clone(), self.codec, block.to_vec());
-            let key = block_key(id, index as u32, block.len() as u32);
-            uploads.push(tokio::spawn(async move {
-                let _permit = permit;
-                objects.put(&key, encode(&block, codec)).await
-            }));
-        }
-        for upload in uploads {
-            upload.await.map_err(|e| {
-                crate::object::ObjectError::Fatal(format!("upload task failed: {e}"))
-            })??;
-        }
-        Ok(())
     }
 
     pub(crate) async fn delete_slice_objects(&self, id: u64, size: u32) -> DataResult<u64> {

@@ -74,6 +74,7 @@ pub struct DataStore {
     /// Buffer memory in units of `BUFFER_UNIT_BYTES`: a block being filled
     /// or uploaded holds a block's worth (`--buffer-size`).
     pub(crate) buffer: Arc<Semaphore>,
+    pub(crate) buffer_bytes: u64,
     pub(crate) cache: BlockCache,
     pub(crate) disk: Option<Arc<DiskCache>>,
     /// With `--writeback`: where blocks wait for their upload.
@@ -82,12 +83,55 @@ pub struct DataStore {
     pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
 }
 
+/// How a mount's data path is set up (the `jfs mount` flags).
+pub struct DataOptions {
+    /// `--max-uploads`: blocks uploading at once.
+    pub max_uploads: usize,
+    /// `--buffer-size`: bytes of blocks being filled or uploaded.
+    pub buffer_bytes: u64,
+    /// Decoded blocks kept in memory.
+    pub memory_cache_bytes: usize,
+    /// `--cache-dir` / `--cache-size` / `--free-space-ratio`.
+    pub disk_cache: Option<DiskCache>,
+    /// `--writeback`: where blocks wait for their upload. Call
+    /// [`DataStore::upload_staged`] at start to upload what a crashed mount
+    /// left there.
+    pub writeback: Option<Staging>,
+}
+
+impl Default for DataOptions {
+    fn default() -> Self {
+        DataOptions {
+            max_uploads: DEFAULT_MAX_UPLOADS,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+            memory_cache_bytes: 64 << 20,
+            disk_cache: None,
+            writeback: None,
+        }
+    }
+}
+
 impl DataStore {
+    /// A data store with `max_uploads` and a memory cache of `cache_bytes`,
+    /// other options at their defaults.
     pub fn new(
         meta: Arc<Meta>,
         objects: Arc<dyn ObjectStore>,
         max_uploads: usize,
         cache_bytes: usize,
+    ) -> DataResult<Arc<DataStore>> {
+        let options = DataOptions {
+            max_uploads,
+            memory_cache_bytes: cache_bytes,
+            ..Default::default()
+        };
+        DataStore::with_options(meta, objects, options)
+    }
+
+    pub fn with_options(
+        meta: Arc<Meta>,
+        objects: Arc<dyn ObjectStore>,
+        options: DataOptions,
     ) -> DataResult<Arc<DataStore>> {
         let volume = meta.volume();
         let codec = Codec::parse(&volume.compression).ok_or_else(|| {
@@ -96,67 +140,42 @@ impl DataStore {
                 volume.compression
             )))
         })?;
-        let buffer_units = units(DEFAULT_BUFFER_BYTES.max(volume.block_size_bytes as u64));
+        let block_size = volume.block_size_bytes;
+        // The buffer holds at least one block, or no writer could proceed.
+        let buffer_units = units(options.buffer_bytes.max(block_size as u64));
+        let max_uploads = options.max_uploads.max(1);
         Ok(Arc::new(DataStore {
-            block_size: volume.block_size_bytes,
+            block_size,
             codec,
             meta,
             objects,
-            uploads: Arc::new(Semaphore::new(max_uploads.max(1))),
-            max_uploads: max_uploads.max(1),
+            uploads: Arc::new(Semaphore::new(max_uploads)),
+            max_uploads,
             buffer: Arc::new(Semaphore::new(buffer_units)),
-            cache: BlockCache::new(cache_bytes),
-            disk: None,
-            staging: None,
+            buffer_bytes: buffer_units as u64 * BUFFER_UNIT_BYTES,
+            cache: BlockCache::new(options.memory_cache_bytes),
+            disk: options.disk_cache.map(Arc::new),
+            staging: options.writeback.map(Arc::new),
             compacting: Default::default(),
         }))
     }
 
-    /// As [`DataStore::new`], with blocks also kept in `disk`.
-    pub fn with_disk_cache(
-        meta: Arc<Meta>,
-        objects: Arc<dyn ObjectStore>,
-        max_uploads: usize,
-        cache_bytes: usize,
-        disk: DiskCache,
-    ) -> DataResult<Arc<DataStore>> {
-        let store = DataStore::new(meta, objects, max_uploads, cache_bytes)?;
-        let mut store = Arc::try_unwrap(store)
-            .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
-        store.disk = Some(Arc::new(disk));
-        Ok(Arc::new(store))
-    }
-
-    /// Bounds the write buffer to `bytes` (at least one block): writers
-    /// wait when it is full.
-    pub fn set_buffer_size(self: Arc<Self>, bytes: u64) -> DataResult<Arc<DataStore>> {
-        let mut store = Arc::try_unwrap(self)
-            .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
-        store.buffer = Arc::new(Semaphore::new(units(bytes.max(store.block_size as u64))));
-        Ok(Arc::new(store))
-    }
-
     /// Buffer memory in use now, in bytes.
-    pub fn buffer_in_use(&self, limit_bytes: u64) -> u64 {
-        limit_bytes.max(self.block_size as u64)
-            - self.buffer.available_permits() as u64 * BUFFER_UNIT_BYTES
+    pub fn buffer_in_use(&self) -> u64 {
+        self.buffer_bytes - self.buffer.available_permits() as u64 * BUFFER_UNIT_BYTES
     }
 
     pub(crate) fn block_units(&self) -> u32 {
         units(self.block_size as u64) as u32
     }
 
-    /// Turns on `--writeback` with `staging`, first uploading what a
-    /// previous mount left there. Returns the store and that count.
-    pub async fn with_writeback(
-        self: Arc<Self>,
-        staging: Staging,
-    ) -> DataResult<(Arc<DataStore>, usize)> {
-        let recovered = staging.upload_all(self.objects.as_ref()).await?;
-        let mut store = Arc::try_unwrap(self)
-            .map_err(|_| DataError::Meta(MetaError::Volume("data store in use".into())))?;
-        store.staging = Some(Arc::new(staging));
-        Ok((Arc::new(store), recovered))
+    /// With writeback: uploads the blocks a previous mount left staged
+    /// (after a crash) and returns how many. Run before serving.
+    pub async fn upload_staged(&self) -> DataResult<usize> {
+        match &self.staging {
+            Some(staging) => Ok(staging.upload_all(self.objects.as_ref()).await?),
+            None => Ok(0),
+        }
     }
 
     /// Blocks staged by writeback and not uploaded yet.
@@ -194,7 +213,7 @@ impl DataStore {
                 return Ok(deleted);
             }
             for id in ids {
-                let prefix = format!("{}_", block::block_key(id, 0, 0).trim_end_matches("_0_0"));
+                let prefix = block::slice_key_prefix(id);
                 for object in self.objects.list(&prefix, None, 100_000).await? {
                     self.objects.delete(&object.key).await?;
                     deleted += 1;

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::block::{block_key, encode};
 use super::{DataError, DataResult, DataStore};
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
-use crate::object::ObjectResult;
+use crate::object::{ObjectError, ObjectResult};
 
 /// The slice being written.
 struct OpenSlice {
@@ -106,7 +106,7 @@ impl FileWriter {
         }
     }
 
-    /// Starts the upload of the pending block once a slot is free.
+    /// Starts storing the pending block (see [`DataStore::store_block`]).
     async fn send_block(&mut self) {
         let Some(slice) = self.open.as_mut() else {
             return;
@@ -118,33 +118,9 @@ impl FileWriter {
         let reserved = slice.reserved.take();
         let key = block_key(slice.id, slice.blocks_sent, data.len() as u32);
         slice.blocks_sent += 1;
-        let (objects, codec) = (self.store.objects.clone(), self.store.codec);
-        if let Some(staging) = self.store.staging.clone() {
-            // Writeback: staged on disk now, uploaded in the background.
-            let uploads = self.store.uploads.clone();
-            slice.uploads.push(tokio::spawn(async move {
-                let _reserved = reserved;
-                let stage = staging.clone();
-                let staged_key = key.clone();
-                tokio::task::spawn_blocking(move || {
-                    stage.stage(&staged_key, &encode(&data, codec))
-                })
-                .await
-                .map_err(|e| crate::object::ObjectError::Fatal(format!("staging failed: {e}")))??;
-                staging.upload_later(key, objects, uploads);
-                Ok(())
-            }));
-            return;
-        }
-        // Waiting for a slot here is the back-pressure on writers.
-        let permit = self.store.uploads.clone().acquire_owned().await;
-        slice.uploads.push(tokio::spawn(async move {
-            let _permits = (permit, reserved);
-            let object = tokio::task::spawn_blocking(move || encode(&data, codec))
-                .await
-                .map_err(|e| crate::object::ObjectError::Fatal(format!("encoder failed: {e}")))?;
-            objects.put(&key, object).await
-        }));
+        slice
+            .uploads
+            .push(self.store.store_block(key, data, reserved).await);
     }
 
     /// Stores everything written so far and commits it: when this returns,
@@ -163,9 +139,9 @@ impl FileWriter {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => failure = Some(DataError::Object(e)),
                 Err(e) => {
-                    failure = Some(DataError::Object(crate::object::ObjectError::Fatal(
-                        format!("upload task failed: {e}"),
-                    )))
+                    failure = Some(DataError::Object(ObjectError::Fatal(format!(
+                        "upload task failed: {e}"
+                    ))))
                 }
             }
         }
@@ -189,5 +165,59 @@ impl FileWriter {
             .write_slice(self.ino, slice.chunk, record)
             .await?;
         Ok(())
+    }
+}
+
+impl DataStore {
+    /// Stores `data` as the blocks of slice `id` and waits for them.
+    pub(crate) async fn upload_slice(&self, id: u64, data: &[u8]) -> DataResult<()> {
+        let mut stores = Vec::new();
+        for (index, block) in data.chunks(self.block_size as usize).enumerate() {
+            let key = block_key(id, index as u32, block.len() as u32);
+            stores.push(self.store_block(key, block.to_vec(), None).await);
+        }
+        for stored in stores {
+            stored
+                .await
+                .map_err(|e| ObjectError::Fatal(format!("upload task failed: {e}")))??;
+        }
+        Ok(())
+    }
+
+    /// Starts storing one block: with writeback, staged on local disk (the
+    /// task ends there; the upload follows in the background); otherwise
+    /// uploaded once one of the `--max-uploads` slots is free (waiting for
+    /// it is the back-pressure on writers). Encoding runs off the async
+    /// workers. `reserved` (write-buffer memory) is held until the task
+    /// ends.
+    pub(crate) async fn store_block(
+        &self,
+        key: String,
+        data: Vec<u8>,
+        reserved: Option<OwnedSemaphorePermit>,
+    ) -> JoinHandle<ObjectResult<()>> {
+        let (objects, codec) = (self.objects.clone(), self.codec);
+        if let Some(staging) = self.staging.clone() {
+            let uploads = self.uploads.clone();
+            return tokio::spawn(async move {
+                let _reserved = reserved;
+                let (stage, staged_key) = (staging.clone(), key.clone());
+                tokio::task::spawn_blocking(move || {
+                    stage.stage(&staged_key, &encode(&data, codec))
+                })
+                .await
+                .map_err(|e| ObjectError::Fatal(format!("staging failed: {e}")))??;
+                staging.upload_later(key, objects, uploads);
+                Ok(())
+            });
+        }
+        let permit = self.uploads.clone().acquire_owned().await;
+        tokio::spawn(async move {
+            let _held = (permit, reserved);
+            let object = tokio::task::spawn_blocking(move || encode(&data, codec))
+                .await
+                .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
+            objects.put(&key, object).await
+        })
     }
 }
