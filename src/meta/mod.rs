@@ -266,18 +266,8 @@ impl Meta {
     /// over the shards.
     pub async fn dir_usage(&self, ino: Ino) -> MetaResult<(u64, u64)> {
         self.txn("dir_usage", |tx| async move {
-            let space: i64 = tx
-                .scan_all(&keys::dir_space_shards(ino), 64, true)
-                .await?
-                .iter()
-                .map(|(_, v)| decode_counter(v))
-                .sum();
-            let inodes: i64 = tx
-                .scan_all(&keys::dir_inodes_shards(ino), 64, true)
-                .await?
-                .iter()
-                .map(|(_, v)| decode_counter(v))
-                .sum();
+            let space = sum_shards(&tx, &keys::dir_space_shards(ino)).await?;
+            let inodes = sum_shards(&tx, &keys::dir_inodes_shards(ino)).await?;
             Ok((space.max(0) as u64, inodes.max(0) as u64))
         })
         .await
@@ -318,8 +308,13 @@ fn space_of(length: u64) -> u64 {
 }
 
 async fn sum_counter(tx: &Txn, name: &str) -> MetaResult<i64> {
-    let shards = tx.scan_all(&keys::counter_shards(name), 256, true).await?;
-    Ok(shards.iter().map(|(_, v)| decode_counter(v)).sum())
+    sum_shards(tx, &keys::counter_shards(name)).await
+}
+
+/// The sum of the counters in `shards` (a snapshot read).
+async fn sum_shards(tx: &Txn, shards: &crate::kv::KeyRange) -> MetaResult<i64> {
+    let values = tx.scan_all(shards, 256, true).await?;
+    Ok(values.iter().map(|(_, v)| decode_counter(v)).sum())
 }
 
 /// Reads the attributes of `ino`, with a directory's separately kept times
@@ -332,26 +327,64 @@ pub(crate) async fn load_attr(tx: &Txn, ino: Ino, tracked: bool) -> MetaResult<O
     } else {
         tx.snapshot_get(&keys::attr(ino)).await?
     };
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let mut attr = Attr::decode(&raw)
-        .ok_or_else(|| KvError::Fatal(format!("attribute record of inode {ino} is damaged")))?;
-    if attr.is_dir() {
-        let extra = tx
-            .snapshot_batch_get(&[
-                keys::dir_mtime(ino),
-                keys::dir_ctime(ino),
-                keys::subdirs(ino),
-            ])
-            .await?;
-        if let Some(m) = &extra[0] {
+    Ok(load_attrs_from(tx, &[ino], vec![raw])
+        .await?
+        .pop()
+        .flatten())
+}
+
+/// Snapshot reads of the attributes of every inode in `inos`, in two round
+/// trips whatever their number (records, then the directories' keys).
+pub(crate) async fn load_attrs(tx: &Txn, inos: &[Ino]) -> MetaResult<Vec<Option<Attr>>> {
+    let keys: Vec<_> = inos.iter().map(|&ino| keys::attr(ino)).collect();
+    let raws = tx.snapshot_batch_get(&keys).await?;
+    load_attrs_from(tx, inos, raws).await
+}
+
+/// Decodes attribute records and folds in the directories' separately kept
+/// times and subdirectory counts (read as snapshot in one batch).
+async fn load_attrs_from(
+    tx: &Txn,
+    inos: &[Ino],
+    raws: Vec<Option<Vec<u8>>>,
+) -> MetaResult<Vec<Option<Attr>>> {
+    let mut attrs = Vec::with_capacity(raws.len());
+    for (ino, raw) in inos.iter().zip(raws) {
+        attrs.push(match raw {
+            Some(raw) => Some(Attr::decode(&raw).ok_or_else(|| {
+                KvError::Fatal(format!("attribute record of inode {ino} is damaged"))
+            })?),
+            None => None,
+        });
+    }
+    let dirs: Vec<usize> = (0..attrs.len())
+        .filter(|&i| attrs[i].as_ref().is_some_and(Attr::is_dir))
+        .collect();
+    if dirs.is_empty() {
+        return Ok(attrs);
+    }
+    let extra_keys: Vec<_> = dirs
+        .iter()
+        .flat_map(|&i| {
+            [
+                keys::dir_mtime(inos[i]),
+                keys::dir_ctime(inos[i]),
+                keys::subdirs(inos[i]),
+            ]
+        })
+        .collect();
+    let extra = tx.snapshot_batch_get(&extra_keys).await?;
+    for (n, &i) in dirs.iter().enumerate() {
+        let Some(attr) = attrs[i].as_mut() else {
+            continue;
+        };
+        if let Some(m) = &extra[3 * n] {
             attr.mtime = Timestamp::from_biased_nanos(decode_max(m));
         }
-        if let Some(c) = &extra[1] {
+        if let Some(c) = &extra[3 * n + 1] {
             attr.ctime = Timestamp::from_biased_nanos(decode_max(c));
         }
-        attr.nlink = 2 + extra[2].as_deref().map_or(0, decode_counter).max(0) as u32;
+        attr.nlink = 2 + extra[3 * n + 2].as_deref().map_or(0, decode_counter).max(0) as u32;
     }
-    Ok(Some(attr))
+    Ok(attrs)
 }

@@ -11,7 +11,7 @@
 use super::attr::{decode_dentry, encode_dentry, Attr, FileKind, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino, ROOT_INO, TRASH_INO};
-use super::{entry_space, load_attr, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
+use super::{entry_space, load_attr, load_attrs, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{encode_counter, Txn};
 
@@ -764,8 +764,9 @@ impl Meta {
                 });
             }
             if plus {
-                for entry in &mut entries {
-                    entry.attr = load_attr(&tx, entry.ino, false).await?;
+                let inos: Vec<Ino> = entries.iter().map(|e| e.ino).collect();
+                for (entry, attr) in entries.iter_mut().zip(load_attrs(&tx, &inos).await?) {
+                    entry.attr = attr;
                 }
             }
             Ok(entries)
