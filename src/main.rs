@@ -1,22 +1,99 @@
-//! The `jfs` command.
+//! The `jfs` command (also run as `mount.jfs` by mount(8)).
 
-use clap::Parser;
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+use cmd::{CmdError, CmdResult};
 
 /// jfs: a distributed POSIX file system with metadata in a transactional
 /// key-value store and data in object storage.
-///
-/// The metadata layer (the KV contract and its engines) is in place; the
-/// commands that format and mount volumes are being built and are not in
-/// this version.
 #[derive(Parser)]
 #[command(name = "jfs", version, about)]
-struct Cli {}
+struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a volume (or, with --force, change an existing one's settings).
+    Format(cmd::format::FormatArgs),
+    /// Mount a volume.
+    Mount(cmd::mount::MountArgs),
+    /// Unmount a volume, waiting for its uploads.
+    Umount(cmd::umount::UmountArgs),
+    /// Show a volume's settings and sessions.
+    Status(cmd::status::StatusArgs),
+    /// Show the inode, slices and objects of a file in a mount.
+    Info(cmd::info::InfoArgs),
+    /// Change a volume's settings.
+    Config(cmd::config::ConfigArgs),
+    /// Delete a volume with all its data.
+    Destroy(cmd::destroy::DestroyArgs),
+    /// Measure a directory: big and small files, stat.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+fn run(cli: Cli) -> CmdResult<()> {
+    match cli.command {
+        Command::Format(a) => cmd::format::run(a),
+        Command::Mount(a) => cmd::mount::run(a),
+        Command::Umount(a) => cmd::umount::run(a),
+        Command::Status(a) => cmd::status::run(a),
+        Command::Info(a) => cmd::info::run(a),
+        Command::Config(a) => cmd::config::run(a),
+        Command::Destroy(a) => cmd::destroy::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    }
+}
 
 fn main() {
-    Cli::parse();
-    eprintln!(
-        "jfs {}: no commands in this version yet; see `jfs --help`",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+    let argv: Vec<String> = std::env::args().collect();
+    let invoked_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let argv = if invoked_as.as_deref() == Some("mount.jfs") {
+        match cmd::fstab::helper_args(&argv) {
+            Ok(a) => a,
+            Err(e) => fail(e),
+        }
+    } else {
+        argv
+    };
+    let cli = Cli::parse_from(argv);
+    init_logging(cli.verbose, cli.quiet);
+    if let Err(e) = run(cli) {
+        fail(e);
+    }
+}
+
+fn fail(e: CmdError) -> ! {
+    eprintln!("jfs: error: {}", e.message);
+    std::process::exit(e.code);
 }

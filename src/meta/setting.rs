@@ -15,6 +15,12 @@ pub struct Volume {
     /// Object storage kind (`file`, `s3`, ...) and bucket (URL or path).
     pub storage: String,
     pub bucket: String,
+    /// Object storage credentials, so that every host mounts with the
+    /// record alone. Never printed: see [`Volume::redacted`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
     pub block_size_bytes: u32,
     pub compression: String,
     /// Days deleted files stay in the trash; 0 disables the trash.
@@ -40,6 +46,8 @@ impl Volume {
             uuid: new_uuid(),
             storage: storage.to_string(),
             bucket: bucket.to_string(),
+            access_key: None,
+            secret_key: None,
             block_size_bytes: DEFAULT_BLOCK_SIZE_BYTES,
             compression: "none".to_string(),
             trash_days: DEFAULT_TRASH_DAYS,
@@ -54,6 +62,15 @@ impl Volume {
     pub fn encode(&self) -> Vec<u8> {
         // A struct of strings and integers always serializes.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The record as users see it: the secret key replaced by "removed".
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut shown = self.clone();
+        if shown.secret_key.is_some() {
+            shown.secret_key = Some("removed".into());
+        }
+        serde_json::to_value(shown).unwrap_or_default()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Volume, String> {

@@ -10,6 +10,7 @@ mod check;
 mod faults;
 mod file;
 mod mem;
+mod prefixed;
 pub mod s3;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use check::{check_storage, UUID_OBJECT};
 pub use faults::FaultyStore;
 pub use file::FileStore;
 pub use mem::MemStore;
+pub use prefixed::Prefixed;
 pub use s3::S3Store;
 
 /// An object's key and size, as listed.

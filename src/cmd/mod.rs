@@ -1,0 +1,170 @@
+//! The `jfs` commands, one file each, and what they share: opening a
+//! volume's metadata and storage, the mount registry, errors for users.
+
+pub mod bench;
+pub mod config;
+pub mod destroy;
+pub mod format;
+pub mod fstab;
+pub mod info;
+pub mod mount;
+pub mod registry;
+pub mod status;
+pub mod umount;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jfs::kv::{Db, DbOptions, MetaUrl};
+use jfs::meta::{Meta, Volume};
+use jfs::object::{FileStore, ObjectRetry, ObjectStore, Prefixed, Retrying, S3Store};
+
+/// A command's failure as the user sees it: one line saying what is wrong
+/// and what to do, and the exit code.
+#[derive(Debug)]
+pub struct CmdError {
+    pub message: String,
+    pub code: i32,
+}
+
+pub type CmdResult<T> = Result<T, CmdError>;
+
+impl CmdError {
+    pub fn new(message: impl Into<String>) -> CmdError {
+        CmdError {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for CmdError {
+    fn from(e: E) -> CmdError {
+        CmdError::new(e.to_string())
+    }
+}
+
+/// The runtime every command runs its async work on.
+pub fn runtime() -> CmdResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jfs-worker")
+        .build()
+        .map_err(|e| CmdError::new(format!("cannot start the runtime: {e}")))
+}
+
+/// Parses a metadata URL; the error names the URL with its password hidden.
+pub fn parse_meta_url(raw: &str) -> CmdResult<MetaUrl> {
+    MetaUrl::parse(raw).map_err(|e| CmdError::new(format!("metadata URL: {e}")))
+}
+
+/// Opens the metadata engine and checks it answers.
+pub async fn open_db(url: &MetaUrl) -> CmdResult<Db> {
+    let db = Db::open(url, DbOptions::default())
+        .map_err(|e| CmdError::new(format!("cannot open metadata engine {url}: {e}")))?;
+    db.run("ping", |tx| async move { tx.snapshot_get(b"V").await })
+        .await
+        .map_err(|e| CmdError::new(format!("metadata engine {url} does not answer: {e}")))?;
+    Ok(db)
+}
+
+/// Opens the volume a metadata URL holds.
+pub async fn load_meta(url: &MetaUrl) -> CmdResult<Meta> {
+    let db = open_db(url).await?;
+    Meta::load(db)
+        .await
+        .map_err(|e| CmdError::new(format!("{url}: {e}")))
+}
+
+/// The volume's object storage, retried, under the volume's prefix.
+pub fn open_storage(volume: &Volume) -> CmdResult<Arc<dyn ObjectStore>> {
+    let bucket: Arc<dyn ObjectStore> = match volume.storage.as_str() {
+        "file" => Arc::new(Retrying::new(
+            FileStore::open(Path::new(&volume.bucket))?,
+            ObjectRetry::default(),
+        )),
+        "s3" => Arc::new(Retrying::new(
+            S3Store::new(
+                &volume.bucket,
+                volume.access_key.as_deref(),
+                volume.secret_key.as_deref(),
+            )?,
+            ObjectRetry::default(),
+        )),
+        other => {
+            return Err(CmdError::new(format!(
+                "unknown storage '{other}': use --storage file or --storage s3"
+            )))
+        }
+    };
+    Ok(Arc::new(Prefixed::new(bucket, &volume.name)))
+}
+
+/// Running as root: system-wide default paths, as JuiceFS does.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
+/// Default local object storage: `/var/jfs` as root, `~/.jfs/local` else.
+pub fn default_bucket() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/jfs")
+    } else {
+        home().join(".jfs/local")
+    }
+}
+
+/// Default cache directory: `/var/jfsCache` as root, `~/.jfs/cache` else.
+pub fn default_cache_dir() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/jfsCache")
+    } else {
+        home().join(".jfs/cache")
+    }
+}
+
+/// Default log file of a background mount.
+pub fn default_log_file() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/log/jfs.log")
+    } else {
+        home().join(".jfs/jfs.log")
+    }
+}
+
+/// Prints `value` as indented JSON.
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Whether `path` is a mount point, and of which file system type.
+pub fn mount_type(path: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let path = path.to_str()?;
+    mounts.lines().rev().find_map(|line| {
+        // id parent major:minor root mountpoint options ... - fstype source
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mount_point = unescape_mount(fields.get(4)?);
+        let dash = fields.iter().position(|f| *f == "-")?;
+        (mount_point == path).then(|| fields.get(dash + 1).map(|s| s.to_string()))?
+    })
+}
+
+/// /proc/mounts escapes space, tab, newline and backslash as octal.
+fn unescape_mount(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The file system type jfs mounts show in /proc/mounts.
+pub const FS_TYPE: &str = "fuse.jfs";
