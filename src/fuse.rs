@@ -10,10 +10,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tracing::Instrument;
 
@@ -189,7 +189,11 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -589,7 +593,12 @@ impl Filesystem for FuseFs {
             match vfs.readdir(&ctx, fh.0, offset, READDIR_BATCH).await {
                 Ok(entries) => {
                     for (next, e) in entries {
-                        if reply.add(this.node(e.ino), next, file_type(e.kind), OsStr::from_bytes(&e.name)) {
+                        if reply.add(
+                            this.node(e.ino),
+                            next,
+                            file_type(e.kind),
+                            OsStr::from_bytes(&e.name),
+                        ) {
                             break;
                         }
                     }
@@ -621,7 +630,14 @@ impl Filesystem for FuseFs {
                             Attr::new(FileKind::Directory, 0o755, 0, 0, Timestamp::default())
                         });
                         let ttl = this.entry_ttl(&attr);
-                        if reply.add(node, next, OsStr::from_bytes(&e.name), &ttl, &file_attr(node, &attr), Generation(0)) {
+                        if reply.add(
+                            node,
+                            next,
+                            OsStr::from_bytes(&e.name),
+                            &ttl,
+                            &file_attr(node, &attr),
+                            Generation(0),
+                        ) {
                             break;
                         }
                     }
@@ -664,12 +680,29 @@ impl Filesystem for FuseFs {
                     const BSIZE: u64 = 4096;
                     // Unlimited volumes show 1 PiB and 10^10 inodes, as
                     // JuiceFS does, so df and free-space checks work.
-                    let capacity = if s.capacity_bytes == 0 { 1 << 50 } else { s.capacity_bytes };
-                    let inodes = if s.inode_limit == 0 { 10_000_000_000 } else { s.inode_limit };
+                    let capacity = if s.capacity_bytes == 0 {
+                        1 << 50
+                    } else {
+                        s.capacity_bytes
+                    };
+                    let inodes = if s.inode_limit == 0 {
+                        10_000_000_000
+                    } else {
+                        s.inode_limit
+                    };
                     let blocks = capacity / BSIZE;
                     let free = capacity.saturating_sub(s.used_bytes) / BSIZE;
                     let ffree = inodes.saturating_sub(s.used_inodes);
-                    reply.statfs(blocks, free, free, inodes, ffree, BSIZE as u32, 255, BSIZE as u32);
+                    reply.statfs(
+                        blocks,
+                        free,
+                        free,
+                        inodes,
+                        ffree,
+                        BSIZE as u32,
+                        255,
+                        BSIZE as u32,
+                    );
                 }
                 Err(e) => reply.error(errno(e)),
             }
@@ -686,7 +719,13 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let (vfs, ctx, ino, n, value) = (self.edge.vfs.clone(), ctx(req), self.ino(ino), name(n), value.to_vec());
+        let (vfs, ctx, ino, n, value) = (
+            self.edge.vfs.clone(),
+            ctx(req),
+            self.ino(ino),
+            name(n),
+            value.to_vec(),
+        );
         self.spawn("setxattr", async move {
             match vfs.setxattr(&ctx, ino, &n, &value, flags as u32).await {
                 Ok(()) => reply.ok(),
@@ -783,14 +822,25 @@ impl Filesystem for FuseFs {
         let (vfs, ino) = (self.edge.vfs.clone(), self.ino(ino));
         self.spawn("getlk", async move {
             let found = match lock_kind(typ) {
-                Ok(kind) => vfs.getlk(ino, lock_owner.0, kind, start, lock_end(end)).await,
+                Ok(kind) => {
+                    vfs.getlk(ino, lock_owner.0, kind, start, lock_end(end))
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match found {
                 Ok(None) => reply.locked(0, 0, libc::F_UNLCK, 0),
                 Ok(Some(l)) => {
-                    let typ = if l.kind == LockKind::Read { libc::F_RDLCK } else { libc::F_WRLCK };
-                    let end = if l.end == u64::MAX { i64::MAX as u64 } else { l.end - 1 };
+                    let typ = if l.kind == LockKind::Read {
+                        libc::F_RDLCK
+                    } else {
+                        libc::F_WRLCK
+                    };
+                    let end = if l.end == u64::MAX {
+                        i64::MAX as u64
+                    } else {
+                        l.end - 1
+                    };
                     reply.locked(l.start, end, typ, l.pid)
                 }
                 Err(e) => reply.error(errno(e)),
@@ -814,7 +864,10 @@ impl Filesystem for FuseFs {
         let vfs = self.edge.vfs.clone();
         self.spawn("setlk", async move {
             let done = match lock_kind(typ) {
-                Ok(kind) => vfs.setlk(fh.0, lock_owner.0, pid, kind, start, lock_end(end), sleep).await,
+                Ok(kind) => {
+                    vfs.setlk(fh.0, lock_owner.0, pid, kind, start, lock_end(end), sleep)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match done {
@@ -860,7 +913,10 @@ impl Filesystem for FuseFs {
         // One reply carries at most a u32 of bytes.
         let len = len.min(u32::MAX as u64 & !0xfff);
         self.spawn("copy_file_range", async move {
-            match vfs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len).await {
+            match vfs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                .await
+            {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(errno(e)),
             }

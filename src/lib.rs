@@ -1,6 +1,6 @@
 pub mod data;
+pub mod fuse;
 pub mod kv;
 pub mod meta;
-pub mod fuse;
 pub mod object;
 pub mod vfs;

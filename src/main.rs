@@ -45,8 +45,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     use std::io::IsTerminal;
     let default = match (quiet, verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+        // fjall narrates its own housekeeping at info.
+        (false, 0) => "info,fjall=warn",
+        (false, 1) => "debug,fjall=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("JFS_LOG")

@@ -128,7 +128,13 @@ fn phases(args: &BenchArgs, threads: usize, work: &Path) -> CmdResult<Vec<Phase>
             f.sync_all()
         })?;
         let mib = (big >> 20) as f64 * threads as f64;
-        out.push(Phase { name: "Write big file", rate: mib / t, unit: "MiB/s", cost: t, cost_unit: "s/file" });
+        out.push(Phase {
+            name: "Write big file",
+            rate: mib / t,
+            unit: "MiB/s",
+            cost: t,
+            cost_unit: "s/file",
+        });
         drop_caches();
         let t = parallel(threads, |th| {
             let mut f = std::fs::File::open(work.join(format!("big.{th}")))?;
@@ -136,7 +142,13 @@ fn phases(args: &BenchArgs, threads: usize, work: &Path) -> CmdResult<Vec<Phase>
             while f.read(&mut b)? > 0 {}
             Ok(())
         })?;
-        out.push(Phase { name: "Read big file", rate: mib / t, unit: "MiB/s", cost: t, cost_unit: "s/file" });
+        out.push(Phase {
+            name: "Read big file",
+            rate: mib / t,
+            unit: "MiB/s",
+            cost: t,
+            cost_unit: "s/file",
+        });
     }
     if count > 0 {
         let files = (count * threads) as f64;
@@ -153,7 +165,13 @@ fn phases(args: &BenchArgs, threads: usize, work: &Path) -> CmdResult<Vec<Phase>
             }
             Ok(())
         })?;
-        out.push(Phase { name: "Write small file", rate: files / t, unit: "files/s", cost: t * 1000.0 / count as f64, cost_unit: "ms/file" });
+        out.push(Phase {
+            name: "Write small file",
+            rate: files / t,
+            unit: "files/s",
+            cost: t * 1000.0 / count as f64,
+            cost_unit: "ms/file",
+        });
         drop_caches();
         let t = parallel(threads, |th| {
             let mut b = Vec::with_capacity(small);
@@ -163,14 +181,26 @@ fn phases(args: &BenchArgs, threads: usize, work: &Path) -> CmdResult<Vec<Phase>
             }
             Ok(())
         })?;
-        out.push(Phase { name: "Read small file", rate: files / t, unit: "files/s", cost: t * 1000.0 / count as f64, cost_unit: "ms/file" });
+        out.push(Phase {
+            name: "Read small file",
+            rate: files / t,
+            unit: "files/s",
+            cost: t * 1000.0 / count as f64,
+            cost_unit: "ms/file",
+        });
         let t = parallel(threads, |th| {
             for i in 0..count {
                 std::fs::metadata(work.join(format!("small.{th}.{i}")))?;
             }
             Ok(())
         })?;
-        out.push(Phase { name: "Stat file", rate: files / t, unit: "files/s", cost: t * 1000.0 / count as f64, cost_unit: "ms/file" });
+        out.push(Phase {
+            name: "Stat file",
+            rate: files / t,
+            unit: "files/s",
+            cost: t * 1000.0 / count as f64,
+            cost_unit: "ms/file",
+        });
     }
     Ok(out)
 }

@@ -3,7 +3,9 @@
 
 use clap::Args;
 
-use super::{default_bucket, open_db, open_storage, parse_meta_url, print_json, CmdError, CmdResult};
+use super::{
+    default_bucket, open_db, open_storage, parse_meta_url, print_json, CmdError, CmdResult,
+};
 use jfs::meta::{validate_name, Meta, Volume};
 use jfs::object::check_storage;
 

@@ -33,19 +33,63 @@ fn options(args: &MountArgs) -> Vec<String> {
             o.push(format!("{name}={v}"));
         }
     };
-    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
     value("log", path(&args.log), path(&d.log));
     value("cache-dir", path(&args.cache_dir), path(&d.cache_dir));
-    value("cache-size", args.cache_size.to_string(), d.cache_size.to_string());
-    value("free-space-ratio", args.free_space_ratio.to_string(), d.free_space_ratio.to_string());
-    value("max-uploads", args.max_uploads.to_string(), d.max_uploads.to_string());
-    value("buffer-size", args.buffer_size.to_string(), d.buffer_size.to_string());
-    value("attr-cache", args.attr_cache.to_string(), d.attr_cache.to_string());
-    value("entry-cache", args.entry_cache.to_string(), d.entry_cache.to_string());
-    value("dir-entry-cache", args.dir_entry_cache.to_string(), d.dir_entry_cache.to_string());
-    value("subdir", args.subdir.clone().unwrap_or_default(), String::new());
-    value("heartbeat", args.heartbeat.to_string(), d.heartbeat.to_string());
-    value("fuse-threads", args.fuse_threads.to_string(), d.fuse_threads.to_string());
+    value(
+        "cache-size",
+        args.cache_size.to_string(),
+        d.cache_size.to_string(),
+    );
+    value(
+        "free-space-ratio",
+        args.free_space_ratio.to_string(),
+        d.free_space_ratio.to_string(),
+    );
+    value(
+        "max-uploads",
+        args.max_uploads.to_string(),
+        d.max_uploads.to_string(),
+    );
+    value(
+        "buffer-size",
+        args.buffer_size.to_string(),
+        d.buffer_size.to_string(),
+    );
+    value(
+        "attr-cache",
+        args.attr_cache.to_string(),
+        d.attr_cache.to_string(),
+    );
+    value(
+        "entry-cache",
+        args.entry_cache.to_string(),
+        d.entry_cache.to_string(),
+    );
+    value(
+        "dir-entry-cache",
+        args.dir_entry_cache.to_string(),
+        d.dir_entry_cache.to_string(),
+    );
+    value(
+        "subdir",
+        args.subdir.clone().unwrap_or_default(),
+        String::new(),
+    );
+    value(
+        "heartbeat",
+        args.heartbeat.to_string(),
+        d.heartbeat.to_string(),
+    );
+    value(
+        "fuse-threads",
+        args.fuse_threads.to_string(),
+        d.fuse_threads.to_string(),
+    );
     for (on, name) in [
         (args.writeback, "writeback"),
         (args.read_only, "read-only"),
@@ -61,7 +105,9 @@ fn options(args: &MountArgs) -> Vec<String> {
 
 /// fstab fields are separated by blanks: those inside one are escaped.
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011")
+    s.replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
 }
 
 /// Writes (or replaces) the fstab line of `args.mount_point`, atomically,
@@ -111,9 +157,29 @@ fn install_helper() -> CmdResult<()> {
 fn is_mount_option(o: &str) -> bool {
     matches!(
         o,
-        "_netdev" | "defaults" | "rw" | "auto" | "noauto" | "nofail" | "user" | "users"
-            | "nouser" | "owner" | "group" | "dev" | "nodev" | "suid" | "nosuid" | "exec"
-            | "noexec" | "atime" | "noatime" | "relatime" | "sync" | "async" | "background"
+        "_netdev"
+            | "defaults"
+            | "rw"
+            | "auto"
+            | "noauto"
+            | "nofail"
+            | "user"
+            | "users"
+            | "nouser"
+            | "owner"
+            | "group"
+            | "dev"
+            | "nodev"
+            | "suid"
+            | "nosuid"
+            | "exec"
+            | "noexec"
+            | "atime"
+            | "noatime"
+            | "relatime"
+            | "sync"
+            | "async"
+            | "background"
     ) || o.starts_with("x-")
         || o.starts_with("comment=")
 }
@@ -122,7 +188,11 @@ fn is_mount_option(o: &str) -> bool {
 /// arguments of `jfs mount --background`.
 pub fn helper_args(argv: &[String]) -> CmdResult<Vec<String>> {
     let mut positional = Vec::new();
-    let mut out = vec!["jfs".to_string(), "mount".to_string(), "--background".to_string()];
+    let mut out = vec![
+        "jfs".to_string(),
+        "mount".to_string(),
+        "--background".to_string(),
+    ];
     let mut it = argv.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -130,7 +200,10 @@ pub fn helper_args(argv: &[String]) -> CmdResult<Vec<String>> {
                 let opts = it
                     .next()
                     .ok_or_else(|| CmdError::new("mount.jfs: -o needs options"))?;
-                for o in opts.split(',').filter(|o| !o.is_empty() && !is_mount_option(o)) {
+                for o in opts
+                    .split(',')
+                    .filter(|o| !o.is_empty() && !is_mount_option(o))
+                {
                     let (name, value) = o.split_once('=').map_or((o, None), |(n, v)| (n, Some(v)));
                     let name = if name == "ro" { "read-only" } else { name };
                     out.push(format!("--{name}"));
@@ -145,7 +218,9 @@ pub fn helper_args(argv: &[String]) -> CmdResult<Vec<String>> {
         }
     }
     if positional.len() != 2 {
-        return Err(CmdError::new("usage: mount.jfs META_URL MOUNTPOINT [-o OPTIONS]"));
+        return Err(CmdError::new(
+            "usage: mount.jfs META_URL MOUNTPOINT [-o OPTIONS]",
+        ));
     }
     out.extend(positional);
     Ok(out)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{mount_type, print_json, registry, CmdError, CmdResult, FS_TYPE};
+use super::{mount_entry, print_json, registry, CmdError, CmdResult};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -18,7 +18,7 @@ pub struct InfoArgs {
 fn mount_of(path: &Path) -> Option<PathBuf> {
     let mut at = Some(path);
     while let Some(p) = at {
-        if mount_type(p).as_deref() == Some(FS_TYPE) {
+        if mount_entry(p).is_some_and(|m| m.is_jfs()) {
             return Some(p.to_path_buf());
         }
         at = p.parent();
@@ -29,9 +29,8 @@ fn mount_of(path: &Path) -> Option<PathBuf> {
 pub fn run(args: InfoArgs) -> CmdResult<()> {
     let path = std::fs::canonicalize(&args.path)
         .map_err(|e| CmdError::new(format!("{}: {e}", args.path.display())))?;
-    let mount = mount_of(&path).ok_or_else(|| {
-        CmdError::new(format!("{} is not inside a jfs mount", path.display()))
-    })?;
+    let mount = mount_of(&path)
+        .ok_or_else(|| CmdError::new(format!("{} is not inside a jfs mount", path.display())))?;
     let stat = std::fs::symlink_metadata(&path)?;
     let record = registry::read_record(&mount).ok_or_else(|| {
         CmdError::new(format!("no running jfs process serves {}", mount.display()))

@@ -54,8 +54,17 @@ pub fn runtime() -> CmdResult<tokio::runtime::Runtime> {
 }
 
 /// Parses a metadata URL; the error names the URL with its password hidden.
+/// An embedded path is made absolute, so that every command names the
+/// same store the same way.
 pub fn parse_meta_url(raw: &str) -> CmdResult<MetaUrl> {
-    MetaUrl::parse(raw).map_err(|e| CmdError::new(format!("metadata URL: {e}")))
+    let url = MetaUrl::parse(raw).map_err(|e| CmdError::new(format!("metadata URL: {e}")))?;
+    Ok(match url {
+        MetaUrl::Embedded { path } => MetaUrl::Embedded {
+            path: std::path::absolute(&path)
+                .map_err(|e| CmdError::new(format!("metadata path {}: {e}", path.display())))?,
+        },
+        other => other,
+    })
 }
 
 /// Opens the metadata engine and checks it answers.
@@ -145,8 +154,22 @@ pub fn print_json(value: &serde_json::Value) {
     );
 }
 
-/// Whether `path` is a mount point, and of which file system type.
-pub fn mount_type(path: &Path) -> Option<String> {
+/// A line of /proc/self/mountinfo.
+#[derive(Debug, Clone)]
+pub struct MountEntry {
+    pub fs_type: String,
+    pub source: String,
+}
+
+impl MountEntry {
+    /// jfs mounts are FUSE mounts whose source is `jfs:VOLUME`.
+    pub fn is_jfs(&self) -> bool {
+        self.fs_type.starts_with("fuse") && self.source.starts_with(SOURCE_PREFIX)
+    }
+}
+
+/// What is mounted at `path` (the topmost mount), if anything.
+pub fn mount_entry(path: &Path) -> Option<MountEntry> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let path = path.to_str()?;
     mounts.lines().rev().find_map(|line| {
@@ -154,7 +177,12 @@ pub fn mount_type(path: &Path) -> Option<String> {
         let fields: Vec<&str> = line.split(' ').collect();
         let mount_point = unescape_mount(fields.get(4)?);
         let dash = fields.iter().position(|f| *f == "-")?;
-        (mount_point == path).then(|| fields.get(dash + 1).map(|s| s.to_string()))?
+        (mount_point == path).then(|| {
+            Some(MountEntry {
+                fs_type: fields.get(dash + 1)?.to_string(),
+                source: unescape_mount(fields.get(dash + 2)?),
+            })
+        })?
     })
 }
 
@@ -166,5 +194,5 @@ fn unescape_mount(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// The file system type jfs mounts show in /proc/mounts.
-pub const FS_TYPE: &str = "fuse.jfs";
+/// The source jfs mounts show in /proc/mounts: `jfs:VOLUME`.
+pub const SOURCE_PREFIX: &str = "jfs:";

@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::registry::{self, MountRecord};
 use super::{
-    default_cache_dir, default_log_file, is_root, load_meta, mount_type, open_storage,
+    default_cache_dir, default_log_file, is_root, load_meta, mount_entry, open_storage,
     parse_meta_url, CmdError, CmdResult,
 };
 use jfs::data::{
@@ -129,11 +129,13 @@ fn check_mount_point(path: &Path) -> CmdResult<PathBuf> {
         )));
     }
     let path = std::fs::canonicalize(path)?;
-    if let Some(fs_type) = mount_type(&path) {
-        if fs_type.starts_with("fuse") {
+    if let Some(m) = mount_entry(&path) {
+        if m.fs_type.starts_with("fuse") {
             return Err(CmdError::new(format!(
-                "{} is already mounted ({fs_type}): unmount it first with `jfs umount {}`",
+                "{} is already mounted ({} {}): unmount it first with `umount {}`",
                 path.display(),
+                m.fs_type,
+                m.source,
                 path.display()
             )));
         }
@@ -180,7 +182,8 @@ fn start_background(args: &MountArgs) -> CmdResult<()> {
         )));
     }
     // SAFETY: pipe2 just returned these descriptors; each is owned once.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let write_fd = fds[1];
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
@@ -242,10 +245,13 @@ fn data_options(args: &MountArgs, uuid: &str) -> CmdResult<DataOptions> {
     let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let disk_cache = if args.cache_size > 0 {
         Some(
-            DiskCache::open(&cache_dir, uuid, args.cache_size << 20, args.free_space_ratio)
-                .map_err(|e| {
-                    CmdError::new(format!("cache directory {}: {e}", cache_dir.display()))
-                })?,
+            DiskCache::open(
+                &cache_dir,
+                uuid,
+                args.cache_size << 20,
+                args.free_space_ratio,
+            )
+            .map_err(|e| CmdError::new(format!("cache directory {}: {e}", cache_dir.display())))?,
         )
     } else {
         None
@@ -297,10 +303,14 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
         let volume = meta.volume().clone();
         let storage = open_storage(&volume)?;
         let root = resolve_subdir(&meta, args.subdir.as_deref()).await?;
-        let data = DataStore::with_options(meta.clone(), storage, data_options(args, &volume.uuid)?)?;
+        let data =
+            DataStore::with_options(meta.clone(), storage, data_options(args, &volume.uuid)?)?;
         let staged = data.upload_staged().await?;
         if staged > 0 {
-            tracing::info!(blocks = staged, "uploaded blocks a previous mount left staged");
+            tracing::info!(
+                blocks = staged,
+                "uploaded blocks a previous mount left staged"
+            );
         }
         let heartbeat = args.heartbeat.max(1);
         let sid = meta
@@ -340,7 +350,7 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
-        fuser::MountOption::FSName(format!("jfs:{}", record.volume)),
+        fuser::MountOption::FSName(format!("{}{}", super::SOURCE_PREFIX, record.volume)),
         fuser::MountOption::Subtype("jfs".into()),
         fuser::MountOption::DefaultPermissions,
         if args.read_only {
@@ -355,7 +365,10 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
     config.n_threads = Some(args.fuse_threads.max(1));
     config.clone_fd = true;
     let mut session = fuser::Session::new(fs, &args.mount_point, &config).map_err(|e| {
-        CmdError::new(format!("cannot mount at {}: {e}", args.mount_point.display()))
+        CmdError::new(format!(
+            "cannot mount at {}: {e}",
+            args.mount_point.display()
+        ))
     })?;
     let _ = notifier.set(session.notifier());
     let _ = registry::write_record(&record);
@@ -377,7 +390,10 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
     });
     registry::remove_record(&args.mount_point);
     if remaining > 0 {
-        tracing::warn!(blocks = remaining, "staged blocks not uploaded yet; the next mount uploads them");
+        tracing::warn!(
+            blocks = remaining,
+            "staged blocks not uploaded yet; the next mount uploads them"
+        );
     }
     served.map_err(|e| CmdError::new(format!("FUSE session ended with an error: {e}")))
 }

@@ -18,7 +18,10 @@ pub fn run(args: StatusArgs) -> CmdResult<()> {
     // here, ask it instead of opening the store.
     if matches!(url, jfs::kv::MetaUrl::Embedded { .. }) {
         let shown = url.to_string();
-        if let Some(rec) = registry::live_records().into_iter().find(|r| r.meta_url == shown) {
+        if let Some(rec) = registry::live_records()
+            .into_iter()
+            .find(|r| r.meta_url == shown)
+        {
             let answer = registry::ask(
                 Path::new(&rec.mount_point),
                 &serde_json::json!({"op": "status"}),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{is_root, mount_type, registry, CmdError, CmdResult, FS_TYPE};
+use super::{is_root, mount_entry, registry, CmdError, CmdResult};
 
 #[derive(Args, Debug)]
 pub struct UmountArgs {
@@ -19,12 +19,14 @@ pub struct UmountArgs {
 
 pub fn run(args: UmountArgs) -> CmdResult<()> {
     let path = std::fs::canonicalize(&args.mount_point).unwrap_or(args.mount_point.clone());
-    match mount_type(&path) {
-        Some(t) if t == FS_TYPE => {}
-        Some(t) => {
+    match mount_entry(&path) {
+        Some(m) if m.is_jfs() => {}
+        Some(m) => {
             return Err(CmdError::new(format!(
-                "{} is a {t} mount, not jfs: use umount(8)",
-                path.display()
+                "{} is a {} mount of {}, not jfs: use umount(8)",
+                path.display(),
+                m.fs_type,
+                m.source
             )))
         }
         None => {
@@ -64,7 +66,10 @@ fn unmount(path: &std::path::Path, force: bool) -> CmdResult<()> {
             if e.raw_os_error() == Some(libc::EBUSY) {
                 return Err(busy());
             }
-            return Err(CmdError::new(format!("cannot unmount {}: {e}", path.display())));
+            return Err(CmdError::new(format!(
+                "cannot unmount {}: {e}",
+                path.display()
+            )));
         }
         return Ok(());
     }
@@ -82,7 +87,11 @@ fn unmount(path: &std::path::Path, force: bool) -> CmdResult<()> {
         if msg.contains("busy") {
             return Err(busy());
         }
-        return Err(CmdError::new(format!("cannot unmount {}: {}", path.display(), msg.trim())));
+        return Err(CmdError::new(format!(
+            "cannot unmount {}: {}",
+            path.display(),
+            msg.trim()
+        )));
     }
     Ok(())
 }

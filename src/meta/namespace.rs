@@ -673,6 +673,9 @@ impl Meta {
                 }
                 dst_attr.ctime = now;
                 tx.put(keys::attr(dst_ino), dst_attr.encode())?;
+                if dst_attr.is_dir() {
+                    tx.max(keys::dir_ctime(dst_ino), now.to_biased_nanos())?;
+                }
             } else {
                 if let Some((dst_ino, dst_attr)) = dst_attr {
                     self.charge_dir(&tx, dst_parent, -(entry_space(&dst_attr) as i64), -1)?;
@@ -716,6 +719,10 @@ impl Meta {
             }
             src.ctime = now;
             tx.put(keys::attr(src_ino), src.encode())?;
+            if src.is_dir() {
+                // A directory's ctime lives in its own key (schema: 'K').
+                tx.max(keys::dir_ctime(src_ino), now.to_biased_nanos())?;
+            }
             touch_dir(&tx, src_parent, now)?;
             if dst_parent != src_parent {
                 touch_dir(&tx, dst_parent, now)?;

@@ -26,7 +26,11 @@ impl Prefixed {
 #[async_trait::async_trait]
 impl ObjectStore for Prefixed {
     fn describe(&self) -> String {
-        format!("{}/{}", self.inner.describe(), self.prefix.trim_end_matches('/'))
+        format!(
+            "{}/{}",
+            self.inner.describe(),
+            self.prefix.trim_end_matches('/')
+        )
     }
 
     async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {

@@ -411,7 +411,12 @@ impl Vfs {
     pub async fn fsync(&self, fh: Fh) -> VfsResult<()> {
         let file = self.file(fh)?;
         file.flush().await?;
-        Ok(self.meta.db().sync().await.map_err(crate::meta::MetaError::from)?)
+        Ok(self
+            .meta
+            .db()
+            .sync()
+            .await
+            .map_err(crate::meta::MetaError::from)?)
     }
 
     /// The last release of a file on this mount closes it in the KV store
