@@ -5,8 +5,17 @@ cd "$(dirname "$0")/.."
 . ci/lib.sh
 
 need_rust
-# C toolchain for the bundled SQLite of the sqlite candidate store.
-need_apt gcc libc6-dev pkg-config
+# C toolchain for the bundled SQLite of the sqlite candidate store; FUSE
+# (fusermount3, /etc/fuse.conf) for mounts; lsof/psmisc for busy mounts.
+need_apt gcc libc6-dev pkg-config fuse3 psmisc
+[ -e /dev/fuse ] || { log "/dev/fuse is missing: load the fuse module (modprobe fuse)"; exit 1; }
+# The POSIX suites run against real mounts.
+need_cargo_tool pjdfstest pjdfstest
+need_cargo_tool fsx fsx
+# pjdfstest switches to these users (ci/pjdfstest/pjdfstest.toml).
+getent group nogroup >/dev/null || groupadd nogroup
+id nobody >/dev/null 2>&1 || useradd -M -g nogroup -s /usr/sbin/nologin nobody
+id tests >/dev/null 2>&1 || useradd -U -M -s /usr/sbin/nologin tests
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
 # The S3-compatible server for the tests.
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -48,11 +48,8 @@ fn check(words: &[&str]) {
                 hex_from(4)
             )
         }
-        ["key", "slice", ino, index, seq, ..] => {
-            assert_eq!(
-                hex(&keys::slice(num(ino), num(index), num(seq))),
-                hex_from(5)
-            )
+        ["key", "chunk", ino, index, ..] => {
+            assert_eq!(hex(&keys::chunk(num(ino), num(index))), hex_from(4))
         }
         ["key", "counter", name, shard, ..] => {
             assert_eq!(hex(&keys::counter(name, num(shard))), hex_from(4))
@@ -76,6 +73,29 @@ fn check(words: &[&str]) {
             };
             assert_eq!(hex(&s.encode()), hex_from(2));
             assert_eq!(SliceRecord::decode(&unhex(&hex_from(2))), Some(s));
+        }
+        ["chunk", _, ..] => {
+            let records = [
+                SliceRecord {
+                    pos: 4096,
+                    id: 77,
+                    size: 8192,
+                    offset: 0,
+                    len: 8192,
+                },
+                SliceRecord {
+                    pos: 0,
+                    id: 0,
+                    size: 100,
+                    offset: 0,
+                    len: 100,
+                },
+            ];
+            assert_eq!(hex(&SliceRecord::encode_list(&records)), hex_from(2));
+            assert_eq!(
+                SliceRecord::decode_list(&unhex(&hex_from(2))),
+                Some(records.to_vec())
+            );
         }
         ["biased_time", time, ..] => {
             let (sec, tenths) = time.split_once('.').expect("sec.tenths");

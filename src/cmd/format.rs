@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::{
-    default_bucket, open_db, open_storage, parse_meta_url, print_json, CmdError, CmdResult,
+    default_bucket, open_db_with, open_storage, parse_meta_url, print_json, CmdError, CmdResult,
 };
 use jfs::meta::{validate_name, Meta, Volume};
 use jfs::object::check_storage;
@@ -50,7 +50,7 @@ pub struct FormatArgs {
 }
 
 pub fn run(args: FormatArgs) -> CmdResult<()> {
-    validate_name(&args.name).map_err(|e| CmdError::new(format!("volume name: {e}")))?;
+    validate_name(&args.name).map_err(CmdError::new)?;
     if !(64..=16384).contains(&args.block_size) || !args.block_size.is_power_of_two() {
         return Err(CmdError::new(format!(
             "--block-size {} KiB is not allowed: use a power of two from 64 to 16384",
@@ -92,7 +92,7 @@ pub fn run(args: FormatArgs) -> CmdResult<()> {
 
     let rt = super::runtime()?;
     rt.block_on(async {
-        let db = open_db(&url).await?;
+        let db = open_db_with(&url, true).await?;
         // An existing volume keeps its uuid (--force rewrites settings).
         if let Ok(existing) = Meta::load(db.clone()).await {
             if !args.force {

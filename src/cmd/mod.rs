@@ -67,8 +67,22 @@ pub fn parse_meta_url(raw: &str) -> CmdResult<MetaUrl> {
     })
 }
 
-/// Opens the metadata engine and checks it answers.
+/// Opens the metadata engine and checks it answers. Only `jfs format`
+/// may create an embedded store; for the others a missing one is an error.
 pub async fn open_db(url: &MetaUrl) -> CmdResult<Db> {
+    open_db_with(url, false).await
+}
+
+pub async fn open_db_with(url: &MetaUrl, create: bool) -> CmdResult<Db> {
+    if let MetaUrl::Embedded { path } = url {
+        if !create && !path.exists() {
+            return Err(CmdError::new(format!(
+                "no volume at {}: create one with `jfs format {} NAME`",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
     let db = Db::open(url, DbOptions::default())
         .map_err(|e| CmdError::new(format!("cannot open metadata engine {url}: {e}")))?;
     db.run("ping", |tx| async move { tx.snapshot_get(b"V").await })

@@ -41,8 +41,7 @@ impl DataStore {
         // One compaction handles the oldest records that fit a transaction;
         // the next one takes the rest.
         records.truncate(COMPACT_AFTER_RECORDS.min(40));
-        let seqs: Vec<u64> = records.iter().map(|(s, _)| *s).collect();
-        let plain: Vec<SliceRecord> = records.iter().map(|(_, r)| *r).collect();
+        let plain = records;
         let visible: Vec<SliceRecord> = overlay(&plain).into_iter().filter(|s| s.id != 0).collect();
         let length = self.meta.getattr(ino).await?.length;
         let chunk_start = index as u64 * CHUNK_SIZE;
@@ -83,7 +82,7 @@ impl DataStore {
         };
         // Holes among the replaced records must keep hiding older data only
         // inside [start, end); outside it nothing older remains.
-        let replaced = self.meta.replace_chunk(ino, index, &seqs, record).await?;
+        let replaced = self.meta.replace_chunk(ino, index, &plain, record).await?;
         if !replaced && record.id != 0 {
             self.delete_slice_objects(record.id, record.size).await?;
             self.meta.forget_pending(record.id).await?;

@@ -10,8 +10,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
 use super::block::{block_key, encode};
-use super::{DataError, DataResult, DataStore};
-use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
+use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
+use crate::meta::{Ino, SliceRecord, CHUNK_SIZE, MAX_CHUNK_RECORDS};
 use crate::object::{ObjectError, ObjectResult};
 
 /// The slice being written.
@@ -160,11 +160,45 @@ impl FileWriter {
             offset: 0,
             len: slice.len,
         };
-        self.store
+        let (_, records) = self
+            .store
             .meta
-            .write_slice(self.ino, slice.chunk, record)
+            .append_slice(self.ino, slice.chunk, record)
             .await?;
+        if records > WRITER_COMPACT_AFTER_RECORDS {
+            let job = compact_until_short(self.store.clone(), self.ino, slice.chunk);
+            if records >= MAX_CHUNK_RECORDS {
+                // Back-pressure: this writer outpaces compaction.
+                job.await;
+            } else {
+                tokio::spawn(job);
+            }
+        }
         Ok(())
+    }
+}
+
+/// A writer's append that leaves more records than this starts a
+/// compaction (readers start one sooner, at `COMPACT_AFTER_RECORDS`: a
+/// long list costs them on every read, a writer only once per append).
+const WRITER_COMPACT_AFTER_RECORDS: usize = 128;
+
+/// Compacts chunk `index` until it is short again (each compaction takes
+/// the oldest records that fit one transaction).
+async fn compact_until_short(store: Arc<DataStore>, ino: Ino, index: u32) {
+    loop {
+        match store.compact_chunk(ino, index).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(ino, chunk = index, error = %e, "compaction failed");
+                return;
+            }
+        }
+        match store.meta.read_chunk(ino, index).await {
+            Ok(records) if records.len() > COMPACT_AFTER_RECORDS => {}
+            _ => return,
+        }
     }
 }
 

@@ -281,6 +281,18 @@ impl SliceRecord {
             len: r.u32()?,
         })
     }
+
+    /// A chunk value: the records one after another.
+    pub fn decode_list(b: &[u8]) -> Option<Vec<SliceRecord>> {
+        if b.len() % 24 != 0 {
+            return None;
+        }
+        b.chunks(24).map(SliceRecord::decode).collect()
+    }
+
+    pub fn encode_list(records: &[SliceRecord]) -> Vec<u8> {
+        records.iter().flat_map(SliceRecord::encode).collect()
+    }
 }
 
 #[cfg(test)]

@@ -125,32 +125,17 @@ pub fn xattr_name(ino: Ino, key: &[u8]) -> Option<&[u8]> {
     key.strip_prefix(inode_key(ino, TAG_XATTR, 0).as_slice())
 }
 
-/// Slice record `seq` of chunk `index`.
-pub fn slice(ino: Ino, index: u32, seq: u64) -> Key {
-    let mut k = inode_key(ino, TAG_CHUNK, 12);
+/// The slice records of chunk `index`: one value, the records oldest
+/// first, 24 bytes each.
+pub fn chunk(ino: Ino, index: u32) -> Key {
+    let mut k = inode_key(ino, TAG_CHUNK, 4);
     k.extend_from_slice(&index.to_be_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
-/// Every slice record of chunk `index`, oldest first.
-pub fn chunk(ino: Ino, index: u32) -> KeyRange {
-    let mut k = inode_key(ino, TAG_CHUNK, 4);
-    k.extend_from_slice(&index.to_be_bytes());
-    KeyRange::prefix(&k)
-}
-
-/// Every slice record of the file.
+/// Every chunk of the file.
 pub fn chunks(ino: Ino) -> KeyRange {
     KeyRange::prefix(&inode_key(ino, TAG_CHUNK, 0))
-}
-
-/// Chunk index and sequence of a slice key of `ino`.
-pub fn parse_slice(ino: Ino, key: &[u8]) -> Option<(u32, u64)> {
-    let rest = key.strip_prefix(inode_key(ino, TAG_CHUNK, 0).as_slice())?;
-    let index = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let seq = u64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
-    Some((index, seq))
 }
 
 /// Marks that session `sid` has `ino` open.

@@ -25,7 +25,9 @@ use std::future::Future;
 
 pub use access::{Ctx, R_OK, W_OK, X_OK};
 pub use attr::{decode_dentry, encode_dentry, Attr, FileKind, SliceRecord, Timestamp};
-pub use chunks::{CHUNK_SIZE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+pub use chunks::{
+    CHUNK_SIZE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, MAX_CHUNK_RECORDS,
+};
 pub use error::{errno, MetaError, MetaResult};
 pub use keys::{Ino, ROOT_INO};
 pub use locks::{LockKind, PosixLock};
@@ -138,6 +140,12 @@ impl Meta {
             return Err(MetaError::Volume(format!(
                 "volume '{}' uses metadata schema {} but this jfs knows only up to {}: upgrade jfs",
                 volume.name, volume.schema_version, SCHEMA_VERSION
+            )));
+        }
+        if volume.schema_version < SCHEMA_VERSION {
+            return Err(MetaError::Volume(format!(
+                "volume '{}' uses metadata schema {}, which this jfs no longer reads (it predates any release): re-create the volume",
+                volume.name, volume.schema_version
             )));
         }
         Ok(Meta {

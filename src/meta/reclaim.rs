@@ -49,18 +49,24 @@ impl Meta {
                     .try_into()
                     .map_err(|_| MetaError::Errno(libc::EIO))?,
             );
-            let page = tx
-                .scan(&keys::chunks(ino), ScanOpts::limit(RECORDS_PER_STEP))
-                .await?;
-            for (key, value) in &page.entries {
-                let record = SliceRecord::decode(value).ok_or(MetaError::Errno(libc::EIO))?;
-                tx.delete(key.clone())?;
+            // The first chunk left: up to RECORDS_PER_STEP of its records are
+            // released per step, the rest written back for the next step.
+            let page = tx.scan(&keys::chunks(ino), ScanOpts::limit(1)).await?;
+            let Some((key, value)) = page.entries.first() else {
+                tx.delete(queue_key.clone())?;
+                return Ok(true);
+            };
+            let records = SliceRecord::decode_list(value).ok_or(MetaError::Errno(libc::EIO))?;
+            let now = records.len().min(RECORDS_PER_STEP);
+            for record in &records[..now] {
                 if record.id != 0 {
                     self.release_slice(&tx, record.id, record.size).await?;
                 }
             }
-            if page.next.is_none() {
-                tx.delete(queue_key.clone())?;
+            if now == records.len() {
+                tx.delete(key.clone())?;
+            } else {
+                tx.put(key.clone(), SliceRecord::encode_list(&records[now..]))?;
             }
             Ok(true)
         })

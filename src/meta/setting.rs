@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The metadata schema version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Settings fixed at format time, some changeable by `jfs config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
