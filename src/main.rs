@@ -87,6 +87,7 @@ fn main() {
     } else {
         argv
     };
+    let _ = cmd::EFFECTIVE_ARGS.set(argv.clone());
     let cli = Cli::parse_from(argv);
     init_logging(cli.verbose, cli.quiet);
     if let Err(e) = run(cli) {

@@ -186,7 +186,7 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
         (
             "unknown scheme",
             vec!["status", "nosuch://host/x"],
-            "scheme",
+            "unknown metadata engine",
         ),
         (
             "unreachable store",

@@ -19,6 +19,10 @@ use jfs::kv::{Db, DbOptions, MetaUrl};
 use jfs::meta::{Meta, Volume};
 use jfs::object::{FileStore, ObjectRetry, ObjectStore, Prefixed, Retrying, S3Store};
 
+/// The arguments this process runs with, after `mount.jfs` rewrote them
+/// (a background mount starts itself again with them).
+pub static EFFECTIVE_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 /// A command's failure as the user sees it: one line saying what is wrong
 /// and what to do, and the exit code.
 #[derive(Debug)]

@@ -187,7 +187,11 @@ fn start_background(args: &MountArgs) -> CmdResult<()> {
     let write_fd = fds[1];
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
+    let argv: Vec<String> = super::EFFECTIVE_ARGS
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::env::args().collect());
+    cmd.args(argv.iter().skip(1))
         .env(READY_FD_ENV, write_fd.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(log_file.try_clone()?)
