@@ -284,7 +284,7 @@ impl SliceRecord {
 
     /// A chunk value: the records one after another.
     pub fn decode_list(b: &[u8]) -> Option<Vec<SliceRecord>> {
-        if b.len() % 24 != 0 {
+        if !b.len().is_multiple_of(24) {
             return None;
         }
         b.chunks(24).map(SliceRecord::decode).collect()

@@ -68,7 +68,7 @@ impl Meta {
                 return errno(libc::EBADF);
             }
             let mut records = load_chunk(&tx, ino, index).await?;
-            if tx.after_maybe_committed() && slice.id != 0 && records.iter().any(|r| *r == slice) {
+            if tx.after_maybe_committed() && slice.id != 0 && records.contains(&slice) {
                 return Ok((attr, records.len()));
             }
             let end = index as u64 * CHUNK_SIZE + slice.pos as u64 + slice.len as u64;

@@ -1,0 +1,218 @@
+//! The vfs without a kernel: open files, buffered writes, listings and the
+//! keep-cache decision of close-to-open, over the in-memory engine.
+
+mod common;
+
+use std::sync::Arc;
+
+use jfs::data::{DataOptions, DataStore};
+use jfs::kv::Db;
+use jfs::meta::{Ctx, Meta, SessionInfo, SetAttr, ROOT_INO};
+use jfs::object::{MemStore, ObjectStore};
+use jfs::vfs::{Vfs, VfsOptions};
+
+const RW: i32 = libc::O_RDWR;
+
+async fn client(db: &Db, objects: &Arc<dyn ObjectStore>) -> Arc<Vfs> {
+    let meta = Arc::new(Meta::load(db.clone()).await.expect("load"));
+    let info = SessionInfo {
+        host: "test".into(),
+        pid: 1,
+        mount_point: "/t".into(),
+        version: "test".into(),
+    };
+    meta.new_session(&info, 60).await.expect("session");
+    let data = DataStore::with_options(meta.clone(), objects.clone(), DataOptions::default())
+        .expect("data");
+    Vfs::new(meta, data, VfsOptions::default())
+}
+
+/// One volume, two clients (as two hosts would be).
+async fn two_clients() -> (Arc<Vfs>, Arc<Vfs>) {
+    let db = common::mem_db(None);
+    Meta::format(&db, &common::volume("vfs"), false)
+        .await
+        .expect("format");
+    let objects: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    (client(&db, &objects).await, client(&db, &objects).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_writes_show_in_getattr_and_reads_before_close() {
+    let (a, _) = two_clients().await;
+    let ctx = Ctx::root();
+    let (ino, _, opened) = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0o022, RW)
+        .await
+        .expect("create");
+    a.write(opened.fh, 0, &[7u8; 1000]).await.expect("write");
+    a.write(opened.fh, 1000, &[8u8; 500]).await.expect("write");
+    assert_eq!(a.getattr(ino).await.expect("getattr").length, 1500);
+    let back = a.read(opened.fh, 900, 200).await.expect("read");
+    assert_eq!(&back[..100], &[7u8; 100][..]);
+    assert_eq!(&back[100..], &[8u8; 100][..]);
+    a.flush(opened.fh, None).await.expect("flush");
+    a.release(opened.fh).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_keeps_the_cache_only_when_the_file_did_not_change() {
+    let (a, b) = two_clients().await;
+    let ctx = Ctx::root();
+    let (ino, _, w) = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
+        .await
+        .expect("create");
+    a.write(w.fh, 0, b"one").await.expect("write");
+    a.flush(w.fh, None).await.expect("flush");
+    a.release(w.fh).await.expect("release");
+
+    let first = b.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
+    assert!(!first.keep_cache, "first open on this client");
+    b.release(first.fh).await.expect("release");
+    let again = b.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
+    assert!(again.keep_cache, "nothing changed since");
+    b.release(again.fh).await.expect("release");
+
+    // Another client writes and closes: the next open must drop the pages.
+    let w = a.open(&ctx, ino, RW).await.expect("open");
+    a.write(w.fh, 0, b"two").await.expect("write");
+    a.flush(w.fh, None).await.expect("flush");
+    a.release(w.fh).await.expect("release");
+    let after = b.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
+    assert!(!after.keep_cache, "changed by another client");
+    assert_eq!(b.read(after.fh, 0, 10).await.expect("read"), b"two");
+    b.release(after.fh).await.expect("release");
+
+    // A client's own writes do not cost it its cache.
+    let own = a.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
+    assert!(own.keep_cache, "unchanged since this client's own close");
+    a.release(own.fh).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_o_excl_refuses_an_existing_name() {
+    let (a, _) = two_clients().await;
+    let ctx = Ctx::root();
+    let (_, _, h) = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW | libc::O_EXCL)
+        .await
+        .expect("create");
+    a.release(h.fh).await.expect("release");
+    let again = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW | libc::O_EXCL)
+        .await;
+    assert_eq!(again.err().map(|e| e.0), Some(libc::EEXIST));
+    let (_, _, h) = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
+        .await
+        .expect("open existing");
+    a.release(h.fh).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readdir_positions_stay_valid_while_entries_change() {
+    let (a, _) = two_clients().await;
+    let ctx = Ctx::root();
+    for i in 0..3000 {
+        a.mknod(
+            &ctx,
+            ROOT_INO,
+            format!("f{i:04}").as_bytes(),
+            libc::S_IFREG | 0o644,
+            0,
+            0,
+        )
+        .await
+        .expect("mknod");
+    }
+    let fh = a.opendir(&ctx, ROOT_INO).await.expect("opendir");
+    let first = a.readdir(&ctx, fh, 0, 100).await.expect("readdir");
+    assert_eq!(first[0].1.name, b".");
+    assert_eq!(first[1].1.name, b"..");
+    // Entries removed behind the cursor do not shift later positions.
+    for i in 0..50 {
+        a.unlink(&ctx, ROOT_INO, format!("f{i:04}").as_bytes())
+            .await
+            .expect("unlink");
+    }
+    let mut names: Vec<Vec<u8>> = first.iter().map(|(_, e)| e.name.clone()).collect();
+    let mut offset = first.last().expect("entries").0;
+    loop {
+        let page = a.readdir(&ctx, fh, offset, 700).await.expect("readdir");
+        let Some(last) = page.last() else { break };
+        offset = last.0;
+        names.extend(page.into_iter().map(|(_, e)| e.name));
+    }
+    a.releasedir(fh);
+    // ".", "..", ".trash"? (trash is off here), then f0000..f2999 once each.
+    let files: Vec<&Vec<u8>> = names.iter().filter(|n| n.starts_with(b"f")).collect();
+    assert_eq!(files.len(), 3000, "each entry once, none skipped");
+    let mut sorted = files.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_commits_buffered_writes_first() {
+    let (a, _) = two_clients().await;
+    let ctx = Ctx::root();
+    let (ino, _, h) = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
+        .await
+        .expect("create");
+    a.write(h.fh, 0, &[1u8; 4096]).await.expect("write");
+    let shrink = SetAttr {
+        size: Some(100),
+        ..Default::default()
+    };
+    assert_eq!(
+        a.setattr(&ctx, ino, &shrink)
+            .await
+            .expect("truncate")
+            .length,
+        100
+    );
+    assert_eq!(a.read(h.fh, 0, 4096).await.expect("read"), vec![1u8; 100]);
+    a.release(h.fh).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_directory_changes_its_ctime() {
+    let (a, _) = two_clients().await;
+    let ctx = Ctx::root();
+    let (ino, before) = a
+        .mkdir(&ctx, ROOT_INO, b"d", 0o755, 0)
+        .await
+        .expect("mkdir");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    a.rename(&ctx, ROOT_INO, b"d", ROOT_INO, b"e", 0)
+        .await
+        .expect("rename");
+    assert!(a.getattr(ino).await.expect("getattr").ctime > before.ctime);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_mounts_refuse_changes() {
+    let db = common::mem_db(None);
+    Meta::format(&db, &common::volume("readonly"), false)
+        .await
+        .expect("format");
+    let meta = Arc::new(Meta::load(db).await.expect("load"));
+    let objects: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    let data =
+        DataStore::with_options(meta.clone(), objects, DataOptions::default()).expect("data");
+    let vfs = Vfs::new(
+        meta,
+        data,
+        VfsOptions {
+            read_only: true,
+            xattr: false,
+        },
+    );
+    let ctx = Ctx::root();
+    let made = vfs.mkdir(&ctx, ROOT_INO, b"d", 0o755, 0).await;
+    assert_eq!(made.err().map(|e| e.0), Some(libc::EROFS));
+    let xattr = vfs.getxattr(ROOT_INO, b"user.x").await;
+    assert_eq!(xattr.err().map(|e| e.0), Some(libc::ENOTSUP));
+}
