@@ -259,6 +259,24 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     v.mount(&[]);
     let out = v.try_mount(&[]);
     assert_clean_failure(&out, "already mounted");
+    // A second mount of the embedded store elsewhere: the daemon fails and
+    // its reason reaches the command.
+    let other = v.dir.path().join("m2");
+    std::fs::create_dir(&other).unwrap();
+    let other = other.display().to_string();
+    let log2 = v.dir.path().join("log2").display().to_string();
+    let out = jfs(&[
+        "mount",
+        "-d",
+        &v.meta,
+        &other,
+        "--log",
+        &log2,
+        "--cache-dir",
+        &v.cache,
+    ]);
+    assert_clean_failure(&out, "in use by another process");
+    assert!(!mount::is_mount_point(std::path::Path::new(&other)));
     let busy = std::fs::File::open(v.path(".")).unwrap();
     let cwd_holder = std::process::Command::new("sleep")
         .arg("30")
