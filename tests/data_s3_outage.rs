@@ -4,6 +4,13 @@
 //! policy and the write completes; a long one makes the flush fail with a
 //! clear error, committing nothing, and what was acknowledged before stays
 //! readable. Needs the test S3 server (JFS_TEST_S3, started by ci/test.sh).
+//!
+//! And the server process itself stopped (SIGSTOP: requests in flight hang,
+//! new connections are not answered) in the middle of a write and resumed
+//! (SIGCONT): the write completes and reads back byte for byte. moto keeps
+//! its objects in memory, so a kill and restart would lose the bucket: a
+//! pause is the stop that keeps the server's state. This test runs its own
+//! moto_server.
 
 mod common;
 
@@ -78,6 +85,24 @@ fn main() {
         },
     )
     .with_ignored_flag(url.is_none())];
+    let have_moto = which("moto_server");
+    if !have_moto {
+        eprintln!("skipping the server pause test: moto_server is not installed (ci/install.sh installs it)");
+    }
+    let mut trials = trials;
+    trials.push(
+        Trial::test(
+            "data_s3_outage::server_paused_mid_write_then_resumed_loses_nothing",
+            || {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?
+                    .block_on(pause())
+            },
+        )
+        .with_ignored_flag(!have_moto),
+    );
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -156,6 +181,101 @@ async fn outage(url: String) -> Result<(), Failed> {
         .await?;
     if attr.length != first.len() as u64 || got != first {
         return Err("the failed write changed what was acknowledged".into());
+    }
+    Ok(())
+}
+
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+/// A moto server of this test's own, stopped (by its PID) when dropped.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start() -> Result<Moto, Failed> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let moto = Moto { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // moto refuses some CreateBucket requests; boto3's is accepted.
+        let made = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, boto3; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='testing', aws_secret_access_key='testing').create_bucket(Bucket='paused')",
+                &format!("http://127.0.0.1:{port}"),
+            ])
+            .status()?;
+        if !made.success() {
+            return Err("cannot create the bucket on the test moto server".into());
+        }
+        Ok(moto)
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process by its PID.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+async fn pause() -> Result<(), Failed> {
+    let moto = Arc::new(Moto::start()?);
+    let url = format!("http://127.0.0.1:{}/paused", moto.port);
+    let objects: Arc<dyn ObjectStore> = Arc::new(Retrying::new(
+        S3Store::new(&url, Some("testing"), Some("testing"))?,
+        ObjectRetry::default(),
+    ));
+    let mut volume = common::volume("paused");
+    volume.block_size_bytes = BLOCK;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    let store = DataStore::new(meta.clone(), objects.clone(), 4, 0)?;
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await?;
+    let data: Vec<u8> = (0..6 * BLOCK as usize).map(|i| (i % 241) as u8).collect();
+    let mut w = FileWriter::new(store.clone(), ino);
+    w.write(0, &data[..2 * BLOCK as usize]).await?;
+    moto.signal(libc::SIGSTOP);
+    let resume = {
+        let moto = moto.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            moto.signal(libc::SIGCONT);
+        })
+    };
+    w.write(2 * BLOCK as u64, &data[2 * BLOCK as usize..])
+        .await?;
+    w.flush().await?;
+    resume.await?;
+    let fresh = DataStore::new(meta.clone(), objects, 4, 0)?;
+    let got = FileReader::new(fresh, ino)
+        .read(0, data.len(), data.len() as u64)
+        .await?;
+    if got != data {
+        return Err("data written across the server pause differs".into());
     }
     Ok(())
 }
