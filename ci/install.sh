@@ -8,6 +8,8 @@ need_rust
 # C toolchain for the bundled SQLite of the sqlite candidate store; FUSE
 # (fusermount3, /etc/fuse.conf) for mounts; lsof/psmisc for busy mounts.
 need_apt gcc libc6-dev pkg-config fuse3 psmisc
+# protoc builds the etcd client; etcd-server runs the test cluster.
+need_apt protobuf-compiler etcd-server etcd-client
 [ -e /dev/fuse ] || { log "/dev/fuse is missing: load the fuse module (modprobe fuse)"; exit 1; }
 # The POSIX suites run against real mounts.
 need_cargo_tool pjdfstest pjdfstest

@@ -12,6 +12,7 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --features redb,sqlite --quiet -- -D warnings
 . ci/s3.sh
+. ci/etcd.sh
 log "cargo test"
 # Missing POSIX suite tools fail the run here instead of being skipped.
 export JFS_REQUIRE_SUITES=1

@@ -41,10 +41,13 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+/// A mount logs at info; one-shot commands print their result and their
+/// error line, and log only with -v.
+fn init_logging(verbose: u8, quiet: bool, mount: bool) {
     use std::io::IsTerminal;
     let default = match (quiet, verbose) {
         (true, _) => "warn",
+        (false, 0) if !mount => "off",
         // fjall narrates its own housekeeping at info.
         (false, 0) => "info,fjall=warn",
         (false, 1) => "debug,fjall=info",
@@ -89,7 +92,11 @@ fn main() {
     };
     let _ = cmd::EFFECTIVE_ARGS.set(argv.clone());
     let cli = Cli::parse_from(argv);
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(
+        cli.verbose,
+        cli.quiet,
+        matches!(cli.command, Command::Mount(_)),
+    );
     if let Err(e) = run(cli) {
         fail(e);
     }

@@ -87,12 +87,22 @@ pub async fn open_db_with(url: &MetaUrl, create: bool) -> CmdResult<Db> {
             )));
         }
     }
-    let db = Db::open(url, DbOptions::default())
+    let engine = jfs::kv::url::open_engine(url)
         .map_err(|e| CmdError::new(format!("cannot open metadata engine {url}: {e}")))?;
-    db.run("ping", |tx| async move { tx.snapshot_get(b"V").await })
+    // A store that does not answer is reported after 10 s, not after the
+    // 30 s a running mount's transactions may wait out (an election).
+    let quick = DbOptions {
+        retry: jfs::kv::RetryPolicy {
+            deadline: std::time::Duration::from_secs(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Db::new(engine.clone(), quick)
+        .run("ping", |tx| async move { tx.snapshot_get(b"V").await })
         .await
         .map_err(|e| CmdError::new(format!("metadata engine {url} does not answer: {e}")))?;
-    Ok(db)
+    Ok(Db::new(engine, DbOptions::default()))
 }
 
 /// Opens the volume a metadata URL holds.

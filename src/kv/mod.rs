@@ -14,6 +14,8 @@
 
 mod db;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod faults;
 pub mod local;
 mod mem;

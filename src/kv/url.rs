@@ -314,10 +314,23 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             Ok(Arc::new(fjall::open_engine(path)?))
         }
         MetaUrl::Mem { name } => Ok(open_mem(name)),
+        #[cfg(feature = "etcd")]
+        MetaUrl::Etcd {
+            endpoints,
+            prefix,
+            credentials,
+            params,
+        } => Ok(Arc::new(super::etcd::EtcdEngine::new(
+            endpoints,
+            prefix,
+            credentials,
+            params,
+        )?)),
         other => Err(KvError::Fatal(format!(
-            "this jfs was built without the `{}` metadata engine; available: {} (a path), mem",
+            "this jfs was built without the `{}` metadata engine; available: {} (a path), mem{}",
             other.engine(),
-            fjall::ENGINE_NAME
+            fjall::ENGINE_NAME,
+            if cfg!(feature = "etcd") { ", etcd" } else { "" }
         ))),
     }
 }

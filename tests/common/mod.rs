@@ -111,7 +111,13 @@ impl EngineUnderTest {
             dir = Some(d);
             jfs::kv::url::open_engine(&url).expect("open embedded engine")
         } else if let Some(url) = &self.url {
-            jfs::kv::url::open_engine(&MetaUrl::parse(url).expect("url")).expect("open engine")
+            // A shared server: every opening gets a key space of its own.
+            let url = if url.starts_with("etcd://") {
+                format!("{}/t{:016x}", url.trim_end_matches('/'), fastrand::u64(..))
+            } else {
+                url.clone()
+            };
+            jfs::kv::url::open_engine(&MetaUrl::parse(&url).expect("url")).expect("open engine")
         } else {
             jfs::kv::url::open_engine(&MetaUrl::Mem {
                 name: String::new(),
