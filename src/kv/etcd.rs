@@ -18,6 +18,8 @@
 //! request.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,7 +56,12 @@ pub struct EtcdEngine {
     endpoints: Vec<String>,
     credentials: Credentials,
     prefix: Vec<u8>,
-    client: OnceCell<Client>,
+    /// One client per endpoint, connected on first use. A transaction uses
+    /// the current one; a transport failure moves every later transaction
+    /// to the next endpoint. (etcd-client's balanced channel kept sending
+    /// to a killed member: 30 s of "tcp connect error" until EIO.)
+    clients: Vec<OnceCell<Client>>,
+    current: Arc<AtomicUsize>,
 }
 
 impl EtcdEngine {
@@ -78,13 +85,20 @@ impl EtcdEngine {
             endpoints: endpoints.iter().map(|e| format!("http://{e}")).collect(),
             credentials: credentials.clone(),
             prefix,
-            client: OnceCell::new(),
+            clients: endpoints.iter().map(|_| OnceCell::new()).collect(),
+            current: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    async fn kv(&self) -> KvResult<KvClient> {
-        let client = self
-            .client
+    /// The current endpoint's client, and its index (for [`Failover`]).
+    async fn kv(&self) -> KvResult<(KvClient, Failover)> {
+        let index = self.current.load(Ordering::Acquire) % self.clients.len().max(1);
+        let failover = Failover {
+            current: self.current.clone(),
+            index,
+        };
+        let endpoint = self.endpoints[index].clone();
+        let client = self.clients[index]
             .get_or_try_init(|| async {
                 let mut options = ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
@@ -95,12 +109,13 @@ impl EtcdEngine {
                 {
                     options = options.with_user(user.clone(), password.expose().to_string());
                 }
-                Client::connect(&self.endpoints, Some(options))
+                Client::connect([endpoint], Some(options))
                     .await
                     .map_err(|e| read_error(&e))
             })
-            .await?;
-        Ok(client.kv_client())
+            .await
+            .map_err(|e| failover.note(e))?;
+        Ok((client.kv_client(), failover))
     }
 
     fn key(&self, key: &[u8]) -> Key {
@@ -174,20 +189,21 @@ impl Engine for EtcdEngine {
     /// that a transaction that only declares conflicts, without reading,
     /// still conflicts with what others commit after it began.
     async fn begin(&self) -> KvResult<Box<dyn EngineTxn>> {
-        let mut kv = self.kv().await?;
+        let (mut kv, failover) = self.kv().await?;
         let now = kv
             .get(
                 self.prefix.clone(),
                 Some(GetOptions::new().with_count_only()),
             )
             .await
-            .map_err(|e| read_error(&e))?;
+            .map_err(|e| failover.note(read_error(&e)))?;
         let revision = now
             .header()
             .map(|h| h.revision())
             .ok_or_else(|| KvError::Transient("etcd: answer without a revision".into()))?;
         Ok(Box::new(EtcdTxn {
             kv,
+            failover,
             engine_prefix: self.prefix.clone(),
             range_end_all: self.range_end(&KeyRange::from(Vec::new())),
             revision,
@@ -201,8 +217,31 @@ impl Engine for EtcdEngine {
     }
 }
 
+/// Moves later transactions to the next endpoint when this one's fails.
+struct Failover {
+    current: Arc<AtomicUsize>,
+    index: usize,
+}
+
+impl Failover {
+    /// Passes `e` on; a transport-level failure (the endpoint is down or
+    /// cut off) first moves the engine to the next endpoint, once.
+    fn note(&self, e: KvError) -> KvError {
+        if matches!(e, KvError::Transient(_) | KvError::MaybeCommitted(_)) {
+            let _ = self.current.compare_exchange(
+                self.index,
+                self.index + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        e
+    }
+}
+
 struct EtcdTxn {
     kv: KvClient,
+    failover: Failover,
     engine_prefix: Vec<u8>,
     range_end_all: Key,
     /// The snapshot: the cluster's revision at begin.
@@ -235,7 +274,7 @@ impl EtcdTxn {
             .kv
             .get(key, Some(options))
             .await
-            .map_err(|e| read_error(&e))?;
+            .map_err(|e| self.failover.note(read_error(&e)))?;
         let mut out = Vec::with_capacity(response.kvs().len());
         for kv in response.kvs() {
             let key = self.strip(kv.key()).to_vec();
@@ -319,7 +358,7 @@ impl EngineTxn for EtcdTxn {
                             .kv
                             .get(k.clone(), None)
                             .await
-                            .map_err(|e| read_error(&e))?;
+                            .map_err(|e| self.failover.note(read_error(&e)))?;
                         let (current, mod_revision) =
                             latest.kvs().first().map_or((Vec::new(), 0), |kv| {
                                 (kv.value().to_vec(), kv.mod_revision())
@@ -335,7 +374,11 @@ impl EngineTxn for EtcdTxn {
                 }
             }
             let txn = EtcdTxnRequest::new().when(compares).and_then(ops);
-            let response = self.kv.txn(txn).await.map_err(|e| commit_error(&e))?;
+            let response = self
+                .kv
+                .txn(txn)
+                .await
+                .map_err(|e| self.failover.note(commit_error(&e)))?;
             if response.succeeded() {
                 return Ok(());
             }
@@ -344,7 +387,11 @@ impl EngineTxn for EtcdTxn {
             if !conflicts.is_empty() {
                 // Was it what we read, or only a counter someone added to?
                 let check = EtcdTxnRequest::new().when(conflicts.clone());
-                let checked = self.kv.txn(check).await.map_err(|e| read_error(&e))?;
+                let checked = self
+                    .kv
+                    .txn(check)
+                    .await
+                    .map_err(|e| self.failover.note(read_error(&e)))?;
                 if !checked.succeeded() {
                     return Err(KvError::Conflict(
                         "etcd: a key this transaction read changed".into(),
