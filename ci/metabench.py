@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Metadata operations per second on a mounted directory, as FINDINGS
+measured JuiceFS: P processes, each N files in its own directory; create
+(open O_CREAT|O_EXCL + close), stat, rename, unlink. A measurement, not a
+test.
+
+    ci/metabench.py DIR [PROCESSES] [FILES_PER_PROCESS]
+"""
+import os
+import sys
+import time
+from multiprocessing import Pool
+
+
+def phase(args):
+    name, d, n = args
+    if name == "create":
+        for i in range(n):
+            os.close(os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    elif name == "stat":
+        for i in range(n):
+            os.stat(f"{d}/f{i}")
+    elif name == "rename":
+        for i in range(n):
+            os.rename(f"{d}/f{i}", f"{d}/g{i}")
+    elif name == "unlink":
+        for i in range(n):
+            os.unlink(f"{d}/g{i}")
+
+
+def main():
+    root = sys.argv[1]
+    procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+    base = os.path.join(root, f"metabench-{os.getpid()}")
+    dirs = [f"{base}/p{p}" for p in range(procs)]
+    for d in dirs:
+        os.makedirs(d)
+    results = []
+    with Pool(procs) as pool:
+        for name in ["create", "stat", "rename", "unlink"]:
+            start = time.monotonic()
+            pool.map(phase, [(name, d, n) for d in dirs])
+            results.append((name, procs * n / (time.monotonic() - start)))
+    for d in dirs:
+        os.rmdir(d)
+    os.rmdir(base)
+    print(" ".join(f"{name}={rate:.0f}/s" for name, rate in results))
+
+
+if __name__ == "__main__":
+    main()
