@@ -269,7 +269,10 @@ impl EtcdTxn {
     }
 
     async fn range(&mut self, key: Key, options: GetOptions) -> KvResult<Vec<(Key, Value)>> {
-        let options = options.with_revision(self.revision);
+        // Serializable: the member this transaction talks to gave it R
+        // (a linearizable read at begin), so it has applied R, and a read
+        // at R needs no further raft round.
+        let options = options.with_revision(self.revision).with_serializable();
         let response = self
             .kv
             .get(key, Some(options))
@@ -356,7 +359,9 @@ impl EngineTxn for EtcdTxn {
                         // by the key's mod_revision.
                         let latest = self
                             .kv
-                            .get(k.clone(), None)
+                            // Serializable: a stale answer only fails the
+                            // mod_revision compare and is read again.
+                            .get(k.clone(), Some(GetOptions::new().with_serializable()))
                             .await
                             .map_err(|e| self.failover.note(read_error(&e)))?;
                         let (current, mod_revision) =

@@ -211,6 +211,24 @@ impl Meta {
         rdev: u32,
         target: Option<&[u8]>,
     ) -> MetaResult<(Ino, Attr)> {
+        self.create_node_opened(ctx, parent, name, kind, mode, rdev, target, None)
+            .await
+    }
+
+    /// [`Meta::create_node`], also opening the new node for session
+    /// `open_for` in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_node_opened(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+        open_for: Option<u64>,
+    ) -> MetaResult<(Ino, Attr)> {
         check_name(name)?;
         if is_dot(name) {
             return errno(libc::EEXIST);
@@ -255,9 +273,29 @@ impl Meta {
             touch_dir(&tx, parent, now)?;
             self.charge(&tx, MIN_SPACE_BYTES as i64, 1)?;
             self.charge_dir(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
+            if let Some(sid) = open_for {
+                super::session::mark_open(&tx, ino, sid)?;
+            }
             Ok((ino, attr))
         })
         .await
+    }
+
+    /// Creates a regular file and opens it for this session, in one
+    /// transaction (open(2) with O_CREAT of a new name). The caller closes
+    /// it with [`Meta::close`].
+    pub async fn create_open(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+    ) -> MetaResult<(Ino, Attr)> {
+        let sid = self.session_id().ok_or_else(|| {
+            MetaError::Volume("no session: call new_session before opening files".into())
+        })?;
+        self.create_node_opened(ctx, parent, name, FileKind::File, mode, 0, None, Some(sid))
+            .await
     }
 
     /// Adds the name `name` in `parent` for the existing inode `ino`.

@@ -37,6 +37,13 @@ fn session_opens(sid: u64) -> KeyRange {
     KeyRange::prefix(&k)
 }
 
+/// Records in `tx` that session `sid` has `ino` open.
+pub(crate) fn mark_open(tx: &crate::kv::Txn, ino: Ino, sid: u64) -> MetaResult<()> {
+    tx.put(keys::open(ino, sid), Vec::new())?;
+    tx.put(session_open(sid, ino), Vec::new())?;
+    Ok(())
+}
+
 impl Meta {
     /// Registers this client as a session that expires `timeout_secs` after
     /// its last heartbeat.
@@ -95,8 +102,7 @@ impl Meta {
             if !ctx.can(&attr, mask & (R_OK | W_OK)) {
                 return errno(libc::EACCES);
             }
-            tx.put(keys::open(ino, sid), Vec::new())?;
-            tx.put(session_open(sid, ino), Vec::new())?;
+            mark_open(&tx, ino, sid)?;
             Ok(attr)
         })
         .await

@@ -269,21 +269,41 @@ impl Vfs {
         flags: i32,
     ) -> VfsResult<(Ino, Attr, Opened)> {
         self.writable()?;
+        // A new name is created and opened in one transaction.
         let created = self
             .meta
-            .mknod(ctx, parent, name, FileKind::File, mode & 0o7777 & !umask, 0)
+            .create_open(ctx, parent, name, mode & 0o7777 & !umask)
             .await;
-        let (ino, attr) = match created {
-            Ok(found) => found,
-            Err(e) if e.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
-                self.meta.lookup(ctx, parent, name).await?
+        match created {
+            Ok((ino, attr)) => {
+                let opened = self.adopt_new_file(ino, &attr).await;
+                Ok((ino, attr, opened))
             }
-            Err(e) => return Err(e.into()),
-        };
-        // The creator may write the new file even if its mode says
-        // otherwise (open(2) with O_CREAT and mode 0444).
-        let opened = self.open_inode(&Ctx::root(), ino, flags).await?;
-        Ok((ino, attr, opened))
+            Err(e) if e.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
+                let (ino, attr) = self.meta.lookup(ctx, parent, name).await?;
+                let opened = self.open_inode(ctx, ino, flags).await?;
+                Ok((ino, attr, opened))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Registers a file this session created already open.
+    async fn adopt_new_file(&self, ino: Ino, attr: &Attr) -> Opened {
+        let file = Arc::new(OpenFile::new(
+            ino,
+            FileWriter::new(self.data.clone(), ino),
+            FileReader::new(self.data.clone(), ino),
+        ));
+        file.state.lock().await.opens = 1;
+        file.set_length(attr.length);
+        lock(&self.files).insert(ino, file.clone());
+        self.remember(ino, (attr.mtime, attr.length));
+        let fh = self.add_handle(Handle::File(file));
+        Opened {
+            fh,
+            keep_cache: true,
+        }
     }
 
     /// Opens a file: its attributes are read fresh from the KV store.
