@@ -197,6 +197,7 @@ fn member_loss() -> Result<(), Failed> {
     if !out.status.success() {
         return Err(format!("mount: {}", stderr(&out)).into());
     }
+    let _unmount = Unmount(mnt_s.clone());
     let content = |i: usize| format!("file {i} ").repeat(100 + i).into_bytes();
 
     // Writes go on in a thread while the leader dies.
@@ -266,6 +267,17 @@ fn member_loss() -> Result<(), Failed> {
         return Err(format!("after remount: {n} entries, content intact: {intact}").into());
     }
     Ok(())
+}
+
+/// Detaches the mount if the test ends early.
+struct Unmount(String);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if mount::is_mount_point(Path::new(&self.0)) {
+            let _ = jfs(&["umount", "--force", &self.0]);
+        }
+    }
 }
 
 fn main() {
