@@ -376,20 +376,14 @@ impl Filesystem for FuseFs {
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let (vfs, ctx, parent, n) = (self.edge.vfs.clone(), ctx(req), self.ino(parent), name(n));
         self.spawn("unlink", async move {
-            match vfs.unlink(&ctx, parent, &n).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.unlink(&ctx, parent, &n).await);
         });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let (vfs, ctx, parent, n) = (self.edge.vfs.clone(), ctx(req), self.ino(parent), name(n));
         self.spawn("rmdir", async move {
-            match vfs.rmdir(&ctx, parent, &n).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.rmdir(&ctx, parent, &n).await);
         });
     }
 
@@ -424,13 +418,10 @@ impl Filesystem for FuseFs {
         let (parent, n) = (self.ino(parent), name(n));
         let (new_parent, new_name) = (self.ino(new_parent), name(new_name));
         self.spawn("rename", async move {
-            match vfs
+            let renamed = vfs
                 .rename(&ctx, parent, &n, new_parent, &new_name, flags.bits())
-                .await
-            {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+                .await;
+            reply_empty(reply, renamed);
         });
     }
 
@@ -526,10 +517,7 @@ impl Filesystem for FuseFs {
     ) {
         let vfs = self.edge.vfs.clone();
         self.spawn("flush", async move {
-            match vfs.flush(fh.0, Some(lock_owner.0)).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.flush(fh.0, Some(lock_owner.0)).await);
         });
     }
 
@@ -545,10 +533,7 @@ impl Filesystem for FuseFs {
     ) {
         let vfs = self.edge.vfs.clone();
         self.spawn("release", async move {
-            match vfs.release(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.release(fh.0).await);
         });
     }
 
@@ -562,10 +547,7 @@ impl Filesystem for FuseFs {
     ) {
         let vfs = self.edge.vfs.clone();
         self.spawn("fsync", async move {
-            match vfs.fsync(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.fsync(fh.0).await);
         });
     }
 
@@ -727,10 +709,10 @@ impl Filesystem for FuseFs {
             value.to_vec(),
         );
         self.spawn("setxattr", async move {
-            match vfs.setxattr(&ctx, ino, &n, &value, flags as u32).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(
+                reply,
+                vfs.setxattr(&ctx, ino, &n, &value, flags as u32).await,
+            );
         });
     }
 
@@ -764,20 +746,14 @@ impl Filesystem for FuseFs {
     fn removexattr(&self, req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let (vfs, ctx, ino, n) = (self.edge.vfs.clone(), ctx(req), self.ino(ino), name(n));
         self.spawn("removexattr", async move {
-            match vfs.removexattr(&ctx, ino, &n).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.removexattr(&ctx, ino, &n).await);
         });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let (vfs, ctx, ino) = (self.edge.vfs.clone(), ctx(req), self.ino(ino));
         self.spawn("access", async move {
-            match vfs.access(&ctx, ino, mask.bits() as u32).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, vfs.access(&ctx, ino, mask.bits() as u32).await);
         });
     }
 
@@ -870,10 +846,7 @@ impl Filesystem for FuseFs {
                 }
                 Err(e) => Err(e),
             };
-            match done {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(reply, done);
         });
     }
 
@@ -889,10 +862,10 @@ impl Filesystem for FuseFs {
     ) {
         let vfs = self.edge.vfs.clone();
         self.spawn("fallocate", async move {
-            match vfs.fallocate(fh.0, mode as u32, offset, length).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_empty(
+                reply,
+                vfs.fallocate(fh.0, mode as u32, offset, length).await,
+            );
         });
     }
 
@@ -921,6 +894,14 @@ impl Filesystem for FuseFs {
                 Err(e) => reply.error(errno(e)),
             }
         });
+    }
+}
+
+/// Answers a request whose only result is success or an errno.
+fn reply_empty(reply: ReplyEmpty, result: VfsResult<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
     }
 }
 
