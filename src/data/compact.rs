@@ -34,7 +34,7 @@ impl DataStore {
     }
 
     async fn compact_locked(self: &Arc<Self>, ino: Ino, index: u32) -> DataResult<bool> {
-        let mut records = self.meta.read_chunk_records(ino, index).await?;
+        let mut records = self.meta.read_chunk(ino, index).await?;
         if records.len() < 2 {
             return Ok(false);
         }

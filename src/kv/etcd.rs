@@ -117,21 +117,6 @@ impl EtcdEngine {
             .map_err(|e| failover.note(e))?;
         Ok((client.kv_client(), failover))
     }
-
-    fn key(&self, key: &[u8]) -> Key {
-        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
-        k.extend_from_slice(&self.prefix);
-        k.extend_from_slice(key);
-        k
-    }
-
-    /// The etcd range end of `range` (bounded by the prefix's end).
-    fn range_end(&self, range: &KeyRange) -> Key {
-        match &range.end {
-            Some(end) => self.key(end),
-            None => prefix_end(&self.prefix).unwrap_or_else(|| vec![0]),
-        }
-    }
 }
 
 fn status_text(e: &etcd_client::Error) -> String {
@@ -205,7 +190,7 @@ impl Engine for EtcdEngine {
             kv,
             failover,
             engine_prefix: self.prefix.clone(),
-            range_end_all: self.range_end(&KeyRange::from(Vec::new())),
+            range_end_all: prefix_end(&self.prefix).unwrap_or_else(|| vec![0]),
             revision,
             seen: BTreeMap::new(),
         }))

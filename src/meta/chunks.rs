@@ -393,11 +393,6 @@ fn chunks_between(from: u64, to: u64) -> u64 {
 }
 
 impl Meta {
-    /// The records of chunk `index`, oldest first (for compaction).
-    pub async fn read_chunk_records(&self, ino: Ino, index: u32) -> MetaResult<Vec<SliceRecord>> {
-        self.read_chunk(ino, index).await
-    }
-
     /// Compaction's commit: if chunk `index` still starts with exactly the
     /// records `replaced`, puts `record` in their place (first, so that
     /// every newer record still overlays it) and releases their slices.

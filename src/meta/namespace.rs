@@ -168,7 +168,7 @@ impl Meta {
         if kind == FileKind::Directory || kind == FileKind::Symlink {
             return errno(libc::EINVAL);
         }
-        self.create_node(ctx, parent, name, kind, mode, rdev, None)
+        self.create_node(ctx, parent, name, kind, mode, rdev, None, None)
             .await
     }
 
@@ -179,7 +179,7 @@ impl Meta {
         name: &[u8],
         mode: u32,
     ) -> MetaResult<(Ino, Attr)> {
-        self.create_node(ctx, parent, name, FileKind::Directory, mode, 0, None)
+        self.create_node(ctx, parent, name, FileKind::Directory, mode, 0, None, None)
             .await
     }
 
@@ -196,29 +196,23 @@ impl Meta {
         if target.len() > libc::PATH_MAX as usize {
             return errno(libc::ENAMETOOLONG);
         }
-        self.create_node(ctx, parent, name, FileKind::Symlink, 0o777, 0, Some(target))
-            .await
+        self.create_node(
+            ctx,
+            parent,
+            name,
+            FileKind::Symlink,
+            0o777,
+            0,
+            Some(target),
+            None,
+        )
+        .await
     }
 
+    /// Creates a node; with `open_for`, also opens it for that session in
+    /// the same transaction.
     #[allow(clippy::too_many_arguments)]
     async fn create_node(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &[u8],
-        kind: FileKind,
-        mode: u32,
-        rdev: u32,
-        target: Option<&[u8]>,
-    ) -> MetaResult<(Ino, Attr)> {
-        self.create_node_opened(ctx, parent, name, kind, mode, rdev, target, None)
-            .await
-    }
-
-    /// [`Meta::create_node`], also opening the new node for session
-    /// `open_for` in the same transaction.
-    #[allow(clippy::too_many_arguments)]
-    async fn create_node_opened(
         &self,
         ctx: &Ctx,
         parent: Ino,
@@ -291,10 +285,8 @@ impl Meta {
         name: &[u8],
         mode: u32,
     ) -> MetaResult<(Ino, Attr)> {
-        let sid = self.session_id().ok_or_else(|| {
-            MetaError::Volume("no session: call new_session before opening files".into())
-        })?;
-        self.create_node_opened(ctx, parent, name, FileKind::File, mode, 0, None, Some(sid))
+        let sid = self.require_session()?;
+        self.create_node(ctx, parent, name, FileKind::File, mode, 0, None, Some(sid))
             .await
     }
 

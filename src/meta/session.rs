@@ -70,7 +70,7 @@ impl Meta {
         *self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn require_session(&self) -> MetaResult<u64> {
+    pub(crate) fn require_session(&self) -> MetaResult<u64> {
         self.session_id().ok_or_else(|| {
             MetaError::Volume("no session: call new_session before opening files".into())
         })
