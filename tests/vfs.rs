@@ -216,3 +216,75 @@ async fn read_only_mounts_refuse_changes() {
     let xattr = vfs.getxattr(ROOT_INO, b"user.x").await;
     assert_eq!(xattr.err().map(|e| e.0), Some(libc::ENOTSUP));
 }
+
+/// Open markers of `ino` in the KV store.
+async fn open_markers(vfs: &Vfs, ino: u64) -> usize {
+    let range = jfs::meta::keys::opens(ino);
+    vfs.meta()
+        .db()
+        .run("markers", |tx| {
+            let range = range.clone();
+            async move { Ok(tx.scan_all(&range, 64, false).await?.len()) }
+        })
+        .await
+        .expect("scan markers")
+}
+
+/// Waits until the batched close of released files has run.
+async fn until_closed(vfs: &Vfs, ino: u64) {
+    for _ in 0..200 {
+        if open_markers(vfs, ino).await == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("inode {ino} still has an open marker 2 s after its last release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_files_close_in_batches_and_reopen_meanwhile() {
+    let (a, b) = two_clients().await;
+    let ctx = Ctx::root();
+    let mut inos = Vec::new();
+    for i in 0..40 {
+        let name = format!("f{i}");
+        let (ino, _, opened) = a
+            .create(&ctx, ROOT_INO, name.as_bytes(), 0o644, 0o022, RW)
+            .await
+            .expect("create");
+        a.write(opened.fh, 0, name.as_bytes()).await.expect("write");
+        a.release(opened.fh).await.expect("release");
+        inos.push(ino);
+    }
+    // Released but not closed yet: the marker stays, and an open reuses it.
+    let (first, last) = (inos[0], inos[39]);
+    let again = a.open(&ctx, last, RW).await.expect("reopen");
+    assert_eq!(a.read(again.fh, 0, 10).await.expect("read"), b"f39");
+    // Another host unlinks files this one has open or just released: the
+    // open one stays readable, the released one goes once closed.
+    b.unlink(&ctx, ROOT_INO, b"f39").await.expect("unlink open");
+    b.unlink(&ctx, ROOT_INO, b"f0")
+        .await
+        .expect("unlink released");
+    until_closed(&a, first).await;
+    assert_eq!(
+        a.getattr(first).await.map(|_| ()).map_err(|e| e.0),
+        Err(libc::ENOENT),
+        "an unlinked file that nobody has open is deleted at its close"
+    );
+    for &ino in &inos[1..39] {
+        until_closed(&a, ino).await;
+    }
+    assert_eq!(
+        open_markers(&a, last).await,
+        1,
+        "the reopened file stays open"
+    );
+    assert_eq!(a.read(again.fh, 0, 10).await.expect("read"), b"f39");
+    a.release(again.fh).await.expect("release");
+    until_closed(&a, last).await;
+    assert_eq!(
+        a.getattr(last).await.map(|_| ()).map_err(|e| e.0),
+        Err(libc::ENOENT)
+    );
+}

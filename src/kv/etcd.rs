@@ -1,15 +1,20 @@
 //! The etcd engine: serializable transactions on etcd's MVCC.
 //!
-//! A transaction reads at one revision R (the cluster's revision when it
-//! began).
+//! A transaction reads at one revision R: its first read is linearizable
+//! and fixes R (the revision that read saw), later reads are serializable
+//! reads at R on the same member, which has applied R. Keys read together
+//! (`batch_get`) are read in one read-only Txn, one round trip.
 //! Its commit is one etcd Txn whose compares make it fail if anything it
 //! read changed after R: for every read-conflict range, "every key in the
 //! range has mod_revision <= R" (catches updates and inserts), and for
 //! every key it saw inside those ranges, "the key still exists" (catches
 //! deletions, which leave no key to compare). Atomic add and max, which
-//! etcd lacks, read the key's current value at commit and compare its
-//! mod_revision, so a concurrent add makes the commit retry here without
-//! surfacing a conflict. etcd applies a Txn atomically and durably (raft
+//! etcd lacks, write the new value guarded by a compare of the key's
+//! mod_revision; the engine remembers each counter's value and
+//! mod_revision from its last commit (the schema shards counters by
+//! client, so that is usually still current) and reads the ones it does not
+//! know, all in one round trip. A concurrent change makes the commit re-read
+//! and retry here without surfacing a conflict. etcd applies a Txn atomically and durably (raft
 //! and fsync) before it answers.
 //!
 //! Keys live under the URL's prefix (`etcd://h1:2379,h2:2379/PREFIX`), so
@@ -17,15 +22,15 @@
 //! operations and 128 compares per Txn (`--max-txn-ops`), 1.5 MiB per
 //! request.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, SortOrder, SortTarget,
-    Txn as EtcdTxnRequest, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, KvClient, SortOrder,
+    SortTarget, Txn as EtcdTxnRequest, TxnOp, TxnOpResponse, TxnResponse,
 };
 use tokio::sync::OnceCell;
 
@@ -62,7 +67,17 @@ pub struct EtcdEngine {
     /// to a killed member: 30 s of "tcp connect error" until EIO.)
     clients: Vec<OnceCell<Client>>,
     current: Arc<AtomicUsize>,
+    /// The highest revision any answer showed: a lower bound of the
+    /// cluster's revision, the snapshot of a transaction that commits
+    /// without having read.
+    seen_revision: Arc<AtomicI64>,
+    /// Counters (keys with prefix) this engine last wrote or read: value
+    /// and mod_revision. A stale entry only fails its compare.
+    counters: Arc<Mutex<HashMap<Key, (Value, i64)>>>,
 }
+
+/// Counters remembered at most; the cache starts over beyond.
+const COUNTER_CACHE_ENTRIES: usize = 65_536;
 
 impl EtcdEngine {
     /// An engine for `endpoints`; it connects at the first transaction.
@@ -87,6 +102,8 @@ impl EtcdEngine {
             prefix,
             clients: endpoints.iter().map(|_| OnceCell::new()).collect(),
             current: Arc::new(AtomicUsize::new(0)),
+            seen_revision: Arc::new(AtomicI64::new(0)),
+            counters: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -170,28 +187,33 @@ impl Engine for EtcdEngine {
         LIMITS
     }
 
-    /// The snapshot is the cluster's revision now (a linearizable read), so
-    /// that a transaction that only declares conflicts, without reading,
-    /// still conflicts with what others commit after it began.
+    /// No round trip: the first read fixes the snapshot. A transaction
+    /// that commits without reading uses the highest revision seen before
+    /// it began, so what others commit after its start still conflicts
+    /// (the engine's very first transaction asks the cluster).
     async fn begin(&self) -> KvResult<Box<dyn EngineTxn>> {
         let (mut kv, failover) = self.kv().await?;
-        let now = kv
-            .get(
-                self.prefix.clone(),
-                Some(GetOptions::new().with_count_only()),
-            )
-            .await
-            .map_err(|e| failover.note(read_error(&e)))?;
-        let revision = now
-            .header()
-            .map(|h| h.revision())
-            .ok_or_else(|| KvError::Transient("etcd: answer without a revision".into()))?;
+        let mut floor = self.seen_revision.load(Ordering::Acquire);
+        if floor == 0 {
+            let now = kv
+                .get(
+                    self.prefix.clone(),
+                    Some(GetOptions::new().with_count_only()),
+                )
+                .await
+                .map_err(|e| failover.note(read_error(&e)))?;
+            floor = header_revision(now.header())?;
+            self.seen_revision.fetch_max(floor, Ordering::AcqRel);
+        }
         Ok(Box::new(EtcdTxn {
             kv,
             failover,
             engine_prefix: self.prefix.clone(),
             range_end_all: prefix_end(&self.prefix).unwrap_or_else(|| vec![0]),
-            revision,
+            revision: None,
+            floor,
+            seen_revision: self.seen_revision.clone(),
+            counters: self.counters.clone(),
             seen: BTreeMap::new(),
         }))
     }
@@ -229,10 +251,21 @@ struct EtcdTxn {
     failover: Failover,
     engine_prefix: Vec<u8>,
     range_end_all: Key,
-    /// The snapshot: the cluster's revision at begin.
-    revision: i64,
+    /// The snapshot, fixed by the first read.
+    revision: Option<i64>,
+    /// The snapshot if nothing is read: the engine's highest revision seen
+    /// at begin.
+    floor: i64,
+    seen_revision: Arc<AtomicI64>,
+    counters: Arc<Mutex<HashMap<Key, (Value, i64)>>>,
     /// Keys read (without prefix) and their mod_revision.
     seen: BTreeMap<Key, i64>,
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> KvResult<i64> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| KvError::Transient("etcd: answer without a revision".into()))
 }
 
 impl EtcdTxn {
@@ -253,29 +286,53 @@ impl EtcdTxn {
         }
     }
 
-    async fn range(&mut self, key: Key, options: GetOptions) -> KvResult<Vec<(Key, Value)>> {
-        // Serializable: the member this transaction talks to gave it R
-        // (a linearizable read at begin), so it has applied R, and a read
-        // at R needs no further raft round.
-        let options = options.with_revision(self.revision).with_serializable();
-        let response = self
-            .kv
-            .get(key, Some(options))
-            .await
-            .map_err(|e| self.failover.note(read_error(&e)))?;
+    /// `options` for a read of the snapshot: linearizable for the first
+    /// read (it fixes the snapshot), then serializable at it: the member
+    /// this transaction talks to has applied it, so such a read needs no
+    /// raft round.
+    fn at_snapshot(&self, options: GetOptions) -> GetOptions {
+        match self.revision {
+            Some(revision) => options.with_revision(revision).with_serializable(),
+            None => options,
+        }
+    }
+
+    /// Notes the revision an answer was given at.
+    fn saw(&mut self, header: Option<&etcd_client::ResponseHeader>) -> KvResult<()> {
+        let revision = header_revision(header)?;
+        self.seen_revision.fetch_max(revision, Ordering::AcqRel);
+        if self.revision.is_none() {
+            self.revision = Some(revision);
+        }
+        Ok(())
+    }
+
+    /// The entries of one range answer, noted as seen.
+    fn entries(&mut self, response: &GetResponse) -> Vec<(Key, Value)> {
         let mut out = Vec::with_capacity(response.kvs().len());
         for kv in response.kvs() {
             let key = self.strip(kv.key()).to_vec();
             self.seen.insert(key.clone(), kv.mod_revision());
             out.push((key, kv.value().to_vec()));
         }
-        Ok(out)
+        out
+    }
+
+    async fn range(&mut self, key: Key, options: GetOptions) -> KvResult<Vec<(Key, Value)>> {
+        let options = self.at_snapshot(options);
+        let response = self
+            .kv
+            .get(key, Some(options))
+            .await
+            .map_err(|e| self.failover.note(read_error(&e)))?;
+        self.saw(response.header())?;
+        Ok(self.entries(&response))
     }
 
     /// The compares that fail if anything in `ranges` changed after the
     /// snapshot.
     fn conflict_compares(&self, ranges: &[KeyRange]) -> Vec<Compare> {
-        let revision = self.revision;
+        let revision = self.revision.unwrap_or(self.floor);
         let mut compares = Vec::new();
         for range in ranges {
             compares.push(
@@ -299,6 +356,95 @@ impl EtcdTxn {
         }
         compares
     }
+
+    fn cached_counters(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Value, i64)>> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the latest value and mod_revision of `keys` (with prefix) into
+    /// the counter cache, in one Txn guarded by `compares`: false (nothing
+    /// read) if they fail.
+    async fn refresh_counters(&mut self, keys: &[Key], compares: Vec<Compare>) -> KvResult<bool> {
+        // Serializable: a stale answer only fails the mod_revision compare
+        // and is read again.
+        let gets: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| TxnOp::get(k.clone(), Some(GetOptions::new().with_serializable())))
+            .collect();
+        let response = self
+            .kv
+            .txn(EtcdTxnRequest::new().when(compares).and_then(gets))
+            .await
+            .map_err(|e| self.failover.note(read_error(&e)))?;
+        self.seen_revision
+            .fetch_max(header_revision(response.header())?, Ordering::AcqRel);
+        if !response.succeeded() {
+            return Ok(false);
+        }
+        let mut cache = self.cached_counters();
+        for (key, answer) in keys.iter().zip(response.op_responses()) {
+            if let TxnOpResponse::Get(get) = answer {
+                let found = get.kvs().first().map_or((Vec::new(), 0), |kv| {
+                    (kv.value().to_vec(), kv.mod_revision())
+                });
+                cache.insert(key.clone(), found);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The operations and compares of one commit attempt; the counters'
+    /// new values (key with prefix, value) to remember if it succeeds.
+    /// None if a counter is not in the cache.
+    #[allow(clippy::type_complexity)]
+    fn commit_ops(
+        &self,
+        request: &CommitRequest,
+        conflicts: &[Compare],
+    ) -> Option<(Vec<Compare>, Vec<TxnOp>, Vec<(Key, Value)>)> {
+        let cache = self.cached_counters();
+        let mut compares = conflicts.to_vec();
+        let mut ops = Vec::with_capacity(request.mutations.len());
+        let mut written = Vec::new();
+        for (key, mutation) in &request.mutations {
+            let k = self.key(key);
+            match mutation {
+                Mutation::Put(v) => ops.push(TxnOp::put(k, v.clone(), None)),
+                Mutation::Delete => ops.push(TxnOp::delete(k, None)),
+                Mutation::Add(_) | Mutation::Max(_) => {
+                    let (current, mod_revision) = cache.get(&k)?;
+                    if let Mutation::Max(at_least) = mutation {
+                        // A maximum only grows: nothing to write if it is
+                        // already there.
+                        if *mod_revision != 0 && super::decode_max(current) >= *at_least {
+                            continue;
+                        }
+                    }
+                    let value = counter_value(mutation, current);
+                    compares.push(Compare::mod_revision(
+                        k.clone(),
+                        CompareOp::Equal,
+                        *mod_revision,
+                    ));
+                    ops.push(TxnOp::put(k.clone(), value.clone(), None));
+                    written.push((k, value));
+                }
+            }
+        }
+        Some((compares, ops, written))
+    }
+}
+
+/// The range answers of a read-only Txn, in order.
+fn range_answers(response: &TxnResponse) -> Vec<GetResponse> {
+    response
+        .op_responses()
+        .into_iter()
+        .filter_map(|answer| match answer {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -306,6 +452,37 @@ impl EngineTxn for EtcdTxn {
     async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
         let found = self.range(self.key(key), GetOptions::new()).await?;
         Ok(found.into_iter().next().map(|(_, v)| v))
+    }
+
+    /// One read-only Txn per 128 keys (etcd's operation limit).
+    async fn batch_get(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for part in keys.chunks(LIMITS.max_txn_ops) {
+            if part.len() == 1 {
+                values.push(self.get(&part[0]).await?);
+                continue;
+            }
+            let gets: Vec<TxnOp> = part
+                .iter()
+                .map(|k| TxnOp::get(self.key(k), Some(self.at_snapshot(GetOptions::new()))))
+                .collect();
+            let response = self
+                .kv
+                .txn(EtcdTxnRequest::new().and_then(gets))
+                .await
+                .map_err(|e| self.failover.note(read_error(&e)))?;
+            self.saw(response.header())?;
+            let answers = range_answers(&response);
+            if answers.len() != part.len() {
+                return Err(KvError::Transient(
+                    "etcd: a read-only Txn answered the wrong number of reads".into(),
+                ));
+            }
+            for answer in &answers {
+                values.push(self.entries(answer).into_iter().next().map(|(_, v)| v));
+            }
+        }
+        Ok(values)
     }
 
     async fn scan(
@@ -331,62 +508,64 @@ impl EngineTxn for EtcdTxn {
             return Ok(());
         }
         let conflicts = self.conflict_compares(&request.read_conflicts);
+        let counter_keys: Vec<Key> = request
+            .mutations
+            .iter()
+            .filter(|(_, m)| matches!(m, Mutation::Add(_) | Mutation::Max(_)))
+            .map(|(k, _)| self.key(k))
+            .collect();
         for _ in 0..COUNTER_RETRIES {
-            let mut compares = conflicts.clone();
-            let mut ops = Vec::with_capacity(request.mutations.len());
-            for (key, mutation) in &request.mutations {
-                let k = self.key(key);
-                match mutation {
-                    Mutation::Put(v) => ops.push(TxnOp::put(k, v.clone(), None)),
-                    Mutation::Delete => ops.push(TxnOp::delete(k, None)),
-                    Mutation::Add(_) | Mutation::Max(_) => {
-                        // Read-modify-write at the latest revision, guarded
-                        // by the key's mod_revision.
-                        let latest = self
-                            .kv
-                            // Serializable: a stale answer only fails the
-                            // mod_revision compare and is read again.
-                            .get(k.clone(), Some(GetOptions::new().with_serializable()))
-                            .await
-                            .map_err(|e| self.failover.note(read_error(&e)))?;
-                        let (current, mod_revision) =
-                            latest.kvs().first().map_or((Vec::new(), 0), |kv| {
-                                (kv.value().to_vec(), kv.mod_revision())
-                            });
-                        let value = counter_value(mutation, &current);
-                        compares.push(Compare::mod_revision(
-                            k.clone(),
-                            CompareOp::Equal,
-                            mod_revision,
-                        ));
-                        ops.push(TxnOp::put(k, value, None));
+            let (compares, ops, written) = match self.commit_ops(&request, &conflicts) {
+                Some(attempt) => attempt,
+                None => {
+                    let missing: Vec<Key> = {
+                        let cache = self.cached_counters();
+                        counter_keys
+                            .iter()
+                            .filter(|k| !cache.contains_key(*k))
+                            .cloned()
+                            .collect()
+                    };
+                    if !self.refresh_counters(&missing, Vec::new()).await? {
+                        return Err(KvError::Transient("etcd: a plain read failed".into()));
                     }
+                    continue;
                 }
-            }
+            };
             let txn = EtcdTxnRequest::new().when(compares).and_then(ops);
-            let response = self
-                .kv
-                .txn(txn)
-                .await
-                .map_err(|e| self.failover.note(commit_error(&e)))?;
+            let response = self.kv.txn(txn).await.map_err(|e| {
+                self.cached_counters()
+                    .retain(|k, _| !counter_keys.contains(k));
+                self.failover.note(commit_error(&e))
+            })?;
+            let revision = header_revision(response.header())?;
+            self.seen_revision.fetch_max(revision, Ordering::AcqRel);
             if response.succeeded() {
+                let mut cache = self.cached_counters();
+                if cache.len() + written.len() > COUNTER_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                for (key, value) in written {
+                    cache.insert(key, (value, revision));
+                }
                 return Ok(());
             }
+            if counter_keys.is_empty() {
+                return Err(KvError::Conflict(
+                    "etcd: a key this transaction read changed".into(),
+                ));
+            }
+            // Was it what we read, or only a counter someone changed? One
+            // Txn checks the first and re-reads the counters.
             let pause = std::time::Duration::from_micros(fastrand::u64(200..3000));
             tokio::time::sleep(pause).await;
-            if !conflicts.is_empty() {
-                // Was it what we read, or only a counter someone added to?
-                let check = EtcdTxnRequest::new().when(conflicts.clone());
-                let checked = self
-                    .kv
-                    .txn(check)
-                    .await
-                    .map_err(|e| self.failover.note(read_error(&e)))?;
-                if !checked.succeeded() {
-                    return Err(KvError::Conflict(
-                        "etcd: a key this transaction read changed".into(),
-                    ));
-                }
+            if !self
+                .refresh_counters(&counter_keys, conflicts.clone())
+                .await?
+            {
+                return Err(KvError::Conflict(
+                    "etcd: a key this transaction read changed".into(),
+                ));
             }
         }
         Err(KvError::Conflict(

@@ -8,8 +8,13 @@ use crate::meta::{DirEntry, FileKind, Ino};
 pub(super) struct OpenState {
     /// Open handles of this inode on this mount.
     pub opens: u32,
-    /// Set by the last release; an open that finds it takes a new entry.
+    /// Set once the file is closed in the KV store; an open that finds it
+    /// takes a new entry.
     pub closed: bool,
+    /// This session's open marker for the inode is in the KV store. It
+    /// stays a moment after the last release (closes go in batches), and
+    /// an open in that time needs no write.
+    pub marked: bool,
 }
 
 /// A file open on this mount: one writer and one reader shared by all its
@@ -35,6 +40,7 @@ impl OpenFile {
             state: tokio::sync::Mutex::new(OpenState {
                 opens: 0,
                 closed: false,
+                marked: false,
             }),
             writer: tokio::sync::Mutex::new(writer),
             reader,

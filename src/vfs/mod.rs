@@ -17,6 +17,7 @@ mod files;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use error::{VfsError, VfsResult};
 use files::{DirHandle, OpenFile};
@@ -61,7 +62,25 @@ pub struct Vfs {
     /// (mtime, length) of files as this mount last saw them at open or
     /// after its own writes: an unchanged file keeps the kernel's pages.
     seen: Mutex<HashMap<Ino, (Timestamp, u64)>>,
+    /// Files released for the last time whose close in the KV store waits
+    /// for the next batch.
+    closing: Mutex<Closing>,
+    me: std::sync::Weak<Vfs>,
 }
+
+#[derive(Default)]
+struct Closing {
+    queue: Vec<Arc<OpenFile>>,
+    /// A task is closing the queue's files.
+    running: bool,
+}
+
+/// How long a released file waits for others to be closed with it in one
+/// transaction. An open in that time reuses the open marker.
+const CLOSE_DELAY: Duration = Duration::from_millis(100);
+/// Files per close transaction (two deletes each; etcd takes 128
+/// operations per transaction).
+const CLOSE_BATCH: usize = 32;
 
 /// What `open` and `create` tell the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +119,7 @@ fn kind_of_mode(mode: u32) -> VfsResult<FileKind> {
 
 impl Vfs {
     pub fn new(meta: Arc<Meta>, data: Arc<DataStore>, options: VfsOptions) -> Arc<Vfs> {
-        Arc::new(Vfs {
+        Arc::new_cyclic(|me| Vfs {
             meta,
             data,
             options,
@@ -108,6 +127,8 @@ impl Vfs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),
+            closing: Mutex::new(Closing::default()),
+            me: me.clone(),
         })
     }
 
@@ -295,7 +316,11 @@ impl Vfs {
             FileWriter::new(self.data.clone(), ino),
             FileReader::new(self.data.clone(), ino),
         ));
-        file.state.lock().await.opens = 1;
+        {
+            let mut state = file.state.lock().await;
+            state.opens = 1;
+            state.marked = true;
+        }
         file.set_length(attr.length);
         lock(&self.files).insert(ino, file.clone());
         self.remember(ino, (attr.mtime, attr.length));
@@ -335,9 +360,12 @@ impl Vfs {
                 // Lost a race with the last release: take a fresh entry.
                 continue;
             }
-            let attr = if state.opens == 0 {
+            let attr = if !state.marked {
                 match self.meta.open(ctx, ino, mask).await {
-                    Ok(attr) => attr,
+                    Ok(attr) => {
+                        state.marked = true;
+                        attr
+                    }
                     Err(e) => {
                         state.closed = true;
                         self.forget_file(&file);
@@ -440,7 +468,8 @@ impl Vfs {
     }
 
     /// The last release of a file on this mount closes it in the KV store
-    /// (an unlinked file is deleted when no host has it open).
+    /// (an unlinked file is deleted when no host has it open): at once if
+    /// it holds POSIX locks, otherwise with other files in the next batch.
     pub async fn release(&self, fh: Fh) -> VfsResult<()> {
         let Some(Handle::File(file)) = lock(&self.handles).remove(&fh) else {
             return Err(VfsError::errno(libc::EBADF));
@@ -451,8 +480,12 @@ impl Vfs {
             return Ok(());
         }
         let flushed = file.flush().await;
-        state.closed = true;
-        self.forget_file(&file);
+        let now = file.posix_locked();
+        if now {
+            state.closed = true;
+            state.marked = false;
+            self.forget_file(&file);
+        }
         drop(state);
         if file.was_written() {
             // Our own writes changed mtime: remember the result, so that the
@@ -461,9 +494,85 @@ impl Vfs {
                 self.remember(file.ino, (attr.mtime, attr.length));
             }
         }
-        let closed = self.meta.close(file.ino).await;
-        flushed?;
-        Ok(closed?)
+        if now {
+            self.meta.close(file.ino).await?;
+        } else {
+            self.close_later(file);
+        }
+        Ok(flushed?)
+    }
+
+    /// Queues a released file for the next close batch.
+    fn close_later(&self, file: Arc<OpenFile>) {
+        let mut closing = lock(&self.closing);
+        closing.queue.push(file);
+        if closing.running {
+            return;
+        }
+        let Some(vfs) = self.me.upgrade() else {
+            return;
+        };
+        closing.running = true;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CLOSE_DELAY).await;
+                if !vfs.close_queued().await {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Closes one batch of queued files; false when the queue was empty
+    /// (the closing task then ends).
+    async fn close_queued(&self) -> bool {
+        let batch: Vec<Arc<OpenFile>> = {
+            let mut closing = lock(&self.closing);
+            if closing.queue.is_empty() {
+                closing.running = false;
+                return false;
+            }
+            let n = closing.queue.len().min(CLOSE_BATCH);
+            closing.queue.drain(..n).collect()
+        };
+        let mut files: Vec<Arc<OpenFile>> = Vec::with_capacity(batch.len());
+        for file in batch {
+            if !files.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                files.push(file);
+            }
+        }
+        // Holding the files' state makes an open wait for the close, then
+        // take a fresh entry and write a new marker after it.
+        let mut states = Vec::with_capacity(files.len());
+        for file in &files {
+            states.push(file.state.lock().await);
+        }
+        let mut inos = Vec::new();
+        for (file, state) in files.iter().zip(&states) {
+            if state.opens == 0 && state.marked && !state.closed {
+                inos.push(file.ino);
+            }
+        }
+        if inos.is_empty() {
+            return true;
+        }
+        match self.meta.close_many(&inos).await {
+            Ok(()) => {
+                for (file, state) in files.iter().zip(states.iter_mut()) {
+                    if state.opens == 0 && state.marked && !state.closed {
+                        state.closed = true;
+                        state.marked = false;
+                        self.forget_file(file);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, files = inos.len(), "closing files failed; trying again");
+                drop(states);
+                lock(&self.closing).queue.extend(files);
+            }
+        }
+        true
     }
 
     fn remember(&self, ino: Ino, seen: (Timestamp, u64)) {
@@ -642,6 +751,12 @@ impl Vfs {
     /// Unmount: commits what open files still buffer and waits for the
     /// background uploads. Returns how many staged blocks remain.
     pub async fn shutdown(&self) -> usize {
+        for _ in 0..100 {
+            if lock(&self.closing).queue.is_empty() {
+                break;
+            }
+            self.close_queued().await;
+        }
         let files: Vec<Arc<OpenFile>> = lock(&self.files).values().cloned().collect();
         for file in files {
             if let Err(e) = file.flush().await {
