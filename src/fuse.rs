@@ -253,8 +253,11 @@ impl Filesystem for FuseFs {
         use fuser::InitFlags as F;
         // Requests the kernel can do without: each is asked for only if
         // this kernel offers it.
+        // flock(2) comes as whole-file locks of the open file (FUSE_FLOCK_LOCKS),
+        // so it excludes across hosts too.
         for flag in [
             F::FUSE_POSIX_LOCKS,
+            F::FUSE_FLOCK_LOCKS,
             F::FUSE_DO_READDIRPLUS,
             F::FUSE_READDIRPLUS_AUTO,
             F::FUSE_PARALLEL_DIROPS,
@@ -527,12 +530,18 @@ impl Filesystem for FuseFs {
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
         let vfs = self.edge.vfs.clone();
         self.spawn("release", async move {
+            // The kernel names an owner when the open file held flock locks.
+            if let Some(owner) = lock_owner {
+                if let Err(e) = vfs.unlock_flock(fh.0, owner.0).await {
+                    tracing::warn!(error = %e, "releasing flock locks failed");
+                }
+            }
             reply_empty(reply, vfs.release(fh.0).await);
         });
     }

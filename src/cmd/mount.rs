@@ -416,9 +416,11 @@ fn spawn_background_jobs(meta: &Arc<Meta>, data: &Arc<DataStore>, heartbeat_secs
             }
         }
     });
+    // As often as a session can die (five heartbeats), at most each minute.
+    let upkeep = Duration::from_secs((heartbeat_secs * 5).min(60));
     let (m, d) = (meta.clone(), data.clone());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(upkeep);
         loop {
             tick.tick().await;
             if let Err(e) = m.clean_dead_sessions().await {

@@ -341,6 +341,18 @@ pub(crate) async fn load_attr(tx: &Txn, ino: Ino, tracked: bool) -> MetaResult<O
         .flatten())
 }
 
+/// The attribute record of `ino` alone (snapshot read): for a directory,
+/// its times and link count are not filled in. Enough for permission
+/// checks.
+pub(crate) async fn load_attr_record(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
+    match tx.snapshot_get(&keys::attr(ino)).await? {
+        Some(raw) => Ok(Some(Attr::decode(&raw).ok_or_else(|| {
+            KvError::Fatal(format!("attribute record of inode {ino} is damaged"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
 /// Snapshot reads of the attributes of every inode in `inos`, in two round
 /// trips whatever their number (records, then the directories' keys).
 pub(crate) async fn load_attrs(tx: &Txn, inos: &[Ino]) -> MetaResult<Vec<Option<Attr>>> {

@@ -11,7 +11,10 @@
 use super::attr::{decode_dentry, encode_dentry, Attr, FileKind, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino, ROOT_INO, TRASH_INO};
-use super::{entry_space, load_attr, load_attrs, space_of, Ctx, Meta, MIN_SPACE_BYTES, W_OK, X_OK};
+use super::{
+    entry_space, load_attr, load_attr_record, load_attrs, space_of, Ctx, Meta, MIN_SPACE_BYTES,
+    W_OK, X_OK,
+};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{encode_counter, Txn};
 
@@ -88,30 +91,67 @@ fn touch_dir(tx: &Txn, dir: Ino, now: Timestamp) -> MetaResult<()> {
     Ok(())
 }
 
-/// The parent directory of an operation, read tracked, with search and
-/// write permission checked.
-async fn writable_dir(tx: &Txn, ctx: &Ctx, dir: Ino) -> MetaResult<Attr> {
-    let attr = load_attr(tx, dir, true)
-        .await?
-        .ok_or(MetaError::Errno(libc::ENOENT))?;
-    if !attr.is_dir() {
-        return errno(libc::ENOTDIR);
+/// The parent directories of an operation and the entry of `name` in
+/// each, all read tracked in one round trip, with search and write
+/// permission on each directory checked. The directories' times and link
+/// counts (kept in other keys) are not filled in.
+async fn writable_dirs(
+    tx: &Txn,
+    ctx: &Ctx,
+    wanted: &[(Ino, &[u8])],
+) -> MetaResult<Vec<(Attr, Option<(FileKind, Ino)>)>> {
+    let keys: Vec<_> = wanted
+        .iter()
+        .flat_map(|&(dir, name)| [keys::attr(dir), keys::dentry(dir, name)])
+        .collect();
+    let raws = tx.batch_get(&keys).await?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for (&(dir, name), pair) in wanted.iter().zip(raws.chunks(2)) {
+        let attr = match &pair[0] {
+            Some(raw) => Attr::decode(raw).ok_or_else(|| {
+                crate::kv::KvError::Fatal(format!("attribute record of inode {dir} is damaged"))
+            })?,
+            None => return errno(libc::ENOENT),
+        };
+        if !attr.is_dir() {
+            return errno(libc::ENOTDIR);
+        }
+        if !ctx.can(&attr, W_OK | X_OK) {
+            return errno(libc::EACCES);
+        }
+        let entry = match &pair[1] {
+            Some(raw) => Some(parse_dentry(dir, name, raw)?),
+            None => None,
+        };
+        out.push((attr, entry));
     }
-    if !ctx.can(&attr, W_OK | X_OK) {
-        return errno(libc::EACCES);
-    }
-    Ok(attr)
+    Ok(out)
+}
+
+/// [`writable_dirs`] for one directory.
+async fn writable_dir(
+    tx: &Txn,
+    ctx: &Ctx,
+    dir: Ino,
+    name: &[u8],
+) -> MetaResult<(Attr, Option<(FileKind, Ino)>)> {
+    let mut found = writable_dirs(tx, ctx, &[(dir, name)]).await?;
+    Ok(found.remove(0))
+}
+
+fn parse_dentry(parent: Ino, name: &[u8], raw: &[u8]) -> MetaResult<(FileKind, Ino)> {
+    Ok(decode_dentry(raw).ok_or_else(|| {
+        crate::kv::KvError::Fatal(format!(
+            "entry '{}' of inode {parent} is damaged",
+            String::from_utf8_lossy(name)
+        ))
+    })?)
 }
 
 async fn get_dentry(tx: &Txn, parent: Ino, name: &[u8]) -> MetaResult<Option<(FileKind, Ino)>> {
     match tx.get(&keys::dentry(parent, name)).await? {
         None => Ok(None),
-        Some(v) => Ok(Some(decode_dentry(&v).ok_or_else(|| {
-            crate::kv::KvError::Fatal(format!(
-                "entry '{}' of inode {parent} is damaged",
-                String::from_utf8_lossy(name)
-            ))
-        })?)),
+        Some(v) => Ok(Some(parse_dentry(parent, name, &v)?)),
     }
 }
 
@@ -128,22 +168,27 @@ impl Meta {
     pub async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<(Ino, Attr)> {
         check_name(name)?;
         self.txn("lookup", |tx| async move {
-            let dir = load_attr(&tx, parent, false)
-                .await?
-                .ok_or(MetaError::Errno(libc::ENOENT))?;
-            if !dir.is_dir() {
-                return errno(libc::ENOTDIR);
-            }
-            if !ctx.can(&dir, X_OK) {
-                return errno(libc::EACCES);
-            }
+            // Root may search any directory, and the kernel asks only in
+            // directories: its lookups read the entry and the inode only.
+            let dir = if ctx.is_root() && name != b".." {
+                None
+            } else {
+                let dir = load_attr_record(&tx, parent)
+                    .await?
+                    .ok_or(MetaError::Errno(libc::ENOENT))?;
+                if !dir.is_dir() {
+                    return errno(libc::ENOTDIR);
+                }
+                if !ctx.can(&dir, X_OK) {
+                    return errno(libc::EACCES);
+                }
+                Some(dir)
+            };
             let ino = match name {
                 b"." => parent,
-                b".." => dir.parent.max(ROOT_INO),
+                b".." => dir.map_or(ROOT_INO, |d| d.parent.max(ROOT_INO)),
                 _ => match tx.snapshot_get(&keys::dentry(parent, name)).await? {
-                    Some(v) => decode_dentry(&v)
-                        .map(|(_, ino)| ino)
-                        .ok_or(MetaError::Errno(libc::EIO))?,
+                    Some(v) => parse_dentry(parent, name, &v)?.1,
                     None => return errno(libc::ENOENT),
                 },
             };
@@ -230,8 +275,8 @@ impl Meta {
         let ino = self.inodes.next(&self.db).await?;
         let now = Timestamp::now();
         self.txn("create", |tx| async move {
-            let dir = writable_dir(&tx, ctx, parent).await?;
-            if let Some((_, existing)) = get_dentry(&tx, parent, name).await? {
+            let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
+            if let Some((_, existing)) = found {
                 if tx.after_maybe_committed() && existing == ino {
                     let attr = load_attr(&tx, ino, false)
                         .await?
@@ -298,14 +343,14 @@ impl Meta {
         }
         let now = Timestamp::now();
         self.txn("link", |tx| async move {
-            writable_dir(&tx, ctx, parent).await?;
+            let (_, found) = writable_dir(&tx, ctx, parent, name).await?;
             let mut attr = load_attr(&tx, ino, true)
                 .await?
                 .ok_or(MetaError::Errno(libc::ENOENT))?;
             if attr.is_dir() {
                 return errno(libc::EPERM);
             }
-            if let Some((_, existing)) = get_dentry(&tx, parent, name).await? {
+            if let Some((_, existing)) = found {
                 if tx.after_maybe_committed() && existing == ino {
                     return Ok(attr);
                 }
@@ -343,8 +388,8 @@ impl Meta {
         // the first of the hour.
         let hour_ino = self.trash_hour_ino().await?;
         self.txn("unlink", |tx| async move {
-            let dir = writable_dir(&tx, ctx, parent).await?;
-            let Some((kind, ino)) = get_dentry(&tx, parent, name).await? else {
+            let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
+            let Some((kind, ino)) = found else {
                 return if tx.after_maybe_committed() {
                     Ok(())
                 } else {
@@ -536,8 +581,8 @@ impl Meta {
         }
         let now = Timestamp::now();
         self.txn("rmdir", |tx| async move {
-            let dir = writable_dir(&tx, ctx, parent).await?;
-            let Some((kind, ino)) = get_dentry(&tx, parent, name).await? else {
+            let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
+            let Some((kind, ino)) = found else {
                 return if tx.after_maybe_committed() {
                     Ok(())
                 } else {
@@ -604,14 +649,10 @@ impl Meta {
         // a file's last link.
         let hour_ino = self.trash_hour_ino().await?;
         self.txn("rename", |tx| async move {
-            let src_dir = writable_dir(&tx, ctx, src_parent).await?;
-            let dst_dir = if dst_parent == src_parent {
-                src_dir.clone()
-            } else {
-                writable_dir(&tx, ctx, dst_parent).await?
-            };
-            let src_entry = get_dentry(&tx, src_parent, src_name).await?;
-            let dst = get_dentry(&tx, dst_parent, dst_name).await?;
+            let mut found =
+                writable_dirs(&tx, ctx, &[(src_parent, src_name), (dst_parent, dst_name)]).await?;
+            let (dst_dir, dst) = found.pop().ok_or(MetaError::Errno(libc::EIO))?;
+            let (src_dir, src_entry) = found.pop().ok_or(MetaError::Errno(libc::EIO))?;
             let previous = *seen.lock().unwrap_or_else(|p| p.into_inner());
             if let (true, Some((prev_src, prev_dst))) = (tx.after_maybe_committed(), previous) {
                 let now_src = src_entry.map(|e| e.1);

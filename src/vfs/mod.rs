@@ -502,6 +502,18 @@ impl Vfs {
         Ok(flushed?)
     }
 
+    /// Drops the flock(2) locks of the open file `owner` (the kernel asks
+    /// at its release; they are whole-file locks of that owner).
+    pub async fn unlock_flock(&self, fh: Fh, owner: u64) -> VfsResult<()> {
+        let file = self.file(fh)?;
+        if file.posix_locked() {
+            self.meta
+                .setlk(file.ino, owner, 0, LockKind::Unlock, 0..u64::MAX, false)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Queues a released file for the next close batch.
     fn close_later(&self, file: Arc<OpenFile>) {
         let mut closing = lock(&self.closing);
