@@ -60,6 +60,26 @@ for fs in j k; do
   b=$!
   wait $a $b
 done
+# Four writers (two per mount) in one directory: throughput and retries.
+stats() { "$jfs" stats "$1" | python3 -c 'import json,sys; t=json.load(sys.stdin)["transactions"]; print(t["transactions"], t["retries"], t["conflicts"], t["counter_rereads"])'; }
+read -r t1 r1 c1 x1 <<<"$(stats "$work/j1")"
+read -r t2 r2 c2 x2 <<<"$(stats "$work/j2")"
+for fs in j k; do
+  mkdir "$work/${fs}1/shared"
+  python3 ci/metabench.py "$work/${fs}1/shared" 2 "$files" shared >"$work/$fs-sa.out" &
+  a=$!
+  python3 ci/metabench.py "$work/${fs}2/shared" 2 "$files" shared >"$work/$fs-sb.out" &
+  b=$!
+  wait $a $b
+done
+read -r t1b r1b c1b x1b <<<"$(stats "$work/j1")"
+read -r t2b r2b c2b x2b <<<"$(stats "$work/j2")"
+ops=$((4 * 4 * files))
+read -r jsc jss jsr jsu <<<"$(result "$work/j-sa.out")"
+read -r jtc jts jtr jtu <<<"$(result "$work/j-sb.out")"
+read -r ksc kss ksr ksu <<<"$(result "$work/k-sa.out")"
+read -r ktc kts ktr ktu <<<"$(result "$work/k-sb.out")"
+
 read -r jc js jr ju <<<"$(result "$work/j-1.out")"
 read -r kc ks kr ku <<<"$(result "$work/k-1.out")"
 read -r jac jas jar jau <<<"$(result "$work/j-a.out")"
@@ -76,3 +96,17 @@ row create "$jc" "$kc" $((jac + jbc)) $((kac + kbc))
 row stat "$js" "$ks" $((jas + jbs)) $((kas + kbs))
 row rename "$jr" "$kr" $((jar + jbr)) $((kar + kbr))
 row unlink "$ju" "$ku" $((jau + jbu)) $((kau + kbu))
+echo
+echo "4 writers (2 per mount) in one directory, ops/s: create / stat / rename / unlink"
+echo "| | create | stat | rename | unlink |"
+echo "|---|---|---|---|---|"
+echo "| jfs | $((jsc + jtc)) | $((jss + jts)) | $((jsr + jtr)) | $((jsu + jtu)) |"
+echo "| JuiceFS | $((ksc + ktc)) | $((kss + kts)) | $((ksr + ktr)) | $((ksu + ktu)) |"
+python3 -c "
+ops = $ops
+txns = $((t1b - t1 + t2b - t2)); retries = $((r1b - r1 + r2b - r2))
+conflicts = $((c1b - c1 + c2b - c2)); rereads = $((x1b - x1 + x2b - x2))
+print(f'jfs in the shared directory: {txns} transactions for {ops} operations; '
+      f'retries per operation {retries / ops:.3f} (conflicts {conflicts / ops:.3f}), '
+      f'counter re-reads inside commits per operation {rereads / ops:.3f}')
+"

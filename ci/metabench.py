@@ -4,7 +4,10 @@ measured JuiceFS: P processes, each N files in its own directory; create
 (open O_CREAT|O_EXCL + close), stat, rename, unlink. A measurement, not a
 test.
 
-    ci/metabench.py DIR [PROCESSES] [FILES_PER_PROCESS]
+    ci/metabench.py DIR [PROCESSES] [FILES_PER_PROCESS] [shared]
+
+With `shared`, all processes work in DIR itself (names PID-p0-f1, ...), so
+several runs on several mounts can share one directory.
 """
 import os
 import sys
@@ -16,35 +19,40 @@ def phase(args):
     name, d, n = args
     if name == "create":
         for i in range(n):
-            os.close(os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            os.close(os.open(f"{d}f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     elif name == "stat":
         for i in range(n):
-            os.stat(f"{d}/f{i}")
+            os.stat(f"{d}f{i}")
     elif name == "rename":
         for i in range(n):
-            os.rename(f"{d}/f{i}", f"{d}/g{i}")
+            os.rename(f"{d}f{i}", f"{d}g{i}")
     elif name == "unlink":
         for i in range(n):
-            os.unlink(f"{d}/g{i}")
+            os.unlink(f"{d}g{i}")
 
 
 def main():
     root = sys.argv[1]
     procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+    shared = len(sys.argv) > 4 and sys.argv[4] == "shared"
     base = os.path.join(root, f"metabench-{os.getpid()}")
-    dirs = [f"{base}/p{p}" for p in range(procs)]
-    for d in dirs:
-        os.makedirs(d)
+    if shared:
+        dirs = [f"{root}/{os.getpid()}-p{p}-" for p in range(procs)]
+    else:
+        dirs = [f"{base}/p{p}/" for p in range(procs)]
+        for d in dirs:
+            os.makedirs(d)
     results = []
     with Pool(procs) as pool:
         for name in ["create", "stat", "rename", "unlink"]:
             start = time.monotonic()
             pool.map(phase, [(name, d, n) for d in dirs])
             results.append((name, procs * n / (time.monotonic() - start)))
-    for d in dirs:
-        os.rmdir(d)
-    os.rmdir(base)
+    if not shared:
+        for d in dirs:
+            os.rmdir(d)
+        os.rmdir(base)
     print(" ".join(f"{name}={rate:.0f}/s" for name, rate in results))
 
 

@@ -33,6 +33,8 @@ enum Command {
     Status(cmd::status::StatusArgs),
     /// Show the inode, slices and objects of a file in a mount.
     Info(cmd::info::InfoArgs),
+    /// Show what a mount counted: transactions, retries, conflicts.
+    Stats(cmd::info::StatsArgs),
     /// Change a volume's settings.
     Config(cmd::config::ConfigArgs),
     /// Delete a volume with all its data.
@@ -70,6 +72,7 @@ fn run(cli: Cli) -> CmdResult<()> {
         Command::Umount(a) => cmd::umount::run(a),
         Command::Status(a) => cmd::status::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Stats(a) => cmd::info::stats(a),
         Command::Config(a) => cmd::config::run(a),
         Command::Destroy(a) => cmd::destroy::run(a),
         Command::Bench(a) => cmd::bench::run(a),

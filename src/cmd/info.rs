@@ -14,6 +14,23 @@ pub struct InfoArgs {
     pub path: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// A jfs mount point (or a path inside one).
+    pub path: PathBuf,
+}
+
+/// `jfs stats PATH`: what the mount process counted (transactions, their
+/// retries and conflicts).
+pub fn stats(args: StatsArgs) -> CmdResult<()> {
+    let path = std::fs::canonicalize(&args.path)
+        .map_err(|e| CmdError::new(format!("{}: {e}", args.path.display())))?;
+    let mount = mount_of(&path)
+        .ok_or_else(|| CmdError::new(format!("{} is not inside a jfs mount", path.display())))?;
+    print_json(&registry::ask(&mount, &serde_json::json!({"op": "stats"}))?);
+    Ok(())
+}
+
 /// The jfs mount point `path` is under.
 fn mount_of(path: &Path) -> Option<PathBuf> {
     let mut at = Some(path);

@@ -517,6 +517,10 @@ async fn control_request(
             "volume": vfs.meta().volume().redacted(),
             "sessions": sessions_json(vfs.meta()).await,
         }),
+        Some("stats") => json!({
+            "mount": record.mount_point,
+            "transactions": jfs::kv::STATS.to_json(),
+        }),
         Some("info") => {
             // The kernel knows the mount's root as inode 1 (--subdir).
             let ino = match req.get("ino").and_then(|i| i.as_u64()) {

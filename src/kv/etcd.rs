@@ -557,6 +557,7 @@ impl EngineTxn for EtcdTxn {
             }
             // Was it what we read, or only a counter someone changed? One
             // Txn checks the first and re-reads the counters.
+            super::STATS.counter_rereads.fetch_add(1, Ordering::Relaxed);
             let pause = std::time::Duration::from_micros(fastrand::u64(200..3000));
             tokio::time::sleep(pause).await;
             if !self

@@ -29,7 +29,7 @@ pub use db::{Db, DbOptions};
 pub use error::{KvError, KvResult};
 pub use faults::{FaultConfig, FaultyEngine};
 pub use mem::MemEngine;
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, TxnStats, STATS};
 pub use txn::Txn;
 pub use types::{
     decode_counter, decode_max, encode_counter, key_after, prefix_end, CommitRequest, Engine,

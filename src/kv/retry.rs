@@ -5,7 +5,41 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tracing::Instrument;
+
+/// Transaction counts of this process (`jfs stats` shows a mount's).
+#[derive(Debug, Default)]
+pub struct TxnStats {
+    /// Transactions run (each counted once, however many attempts).
+    pub transactions: AtomicU64,
+    /// Attempts after the first, for any retryable error.
+    pub retries: AtomicU64,
+    /// Attempts that failed because a key read changed.
+    pub conflicts: AtomicU64,
+    /// Commits an engine repeated itself because a counter changed under
+    /// it (etcd), without a conflict reaching the transaction.
+    pub counter_rereads: AtomicU64,
+}
+
+pub static STATS: TxnStats = TxnStats {
+    transactions: AtomicU64::new(0),
+    retries: AtomicU64::new(0),
+    conflicts: AtomicU64::new(0),
+    counter_rereads: AtomicU64::new(0),
+};
+
+impl TxnStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "transactions": self.transactions.load(Ordering::Relaxed),
+            "retries": self.retries.load(Ordering::Relaxed),
+            "conflicts": self.conflicts.load(Ordering::Relaxed),
+            "counter_rereads": self.counter_rereads.load(Ordering::Relaxed),
+        })
+    }
+}
 
 use super::{Db, KvError, KvResult, Txn};
 
@@ -60,9 +94,14 @@ where
     let started = Instant::now();
     let mut attempts = 0u32;
     let mut after_maybe_committed = false;
+    STATS.transactions.fetch_add(1, Ordering::Relaxed);
     loop {
         attempts += 1;
+        if attempts > 1 {
+            STATS.retries.fetch_add(1, Ordering::Relaxed);
+        }
         let span = tracing::debug_span!("txn", name, attempt = attempts);
+        tracing::trace!(txn = name, attempt = attempts, "transaction");
         let result = async {
             let txn = db.begin_attempt(after_maybe_committed).await?;
             let value = body(txn.clone()).await?;
@@ -80,6 +119,9 @@ where
             Err(e) if e.is_retryable() => e,
             Err(e) => return Err(e),
         };
+        if matches!(error, KvError::Conflict(_)) {
+            STATS.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
         let wait = policy.backoff(attempts);
         if attempts >= policy.max_attempts || started.elapsed() + wait >= policy.deadline {
             tracing::warn!(txn = name, attempts, error = %error, "giving up on transaction");

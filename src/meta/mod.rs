@@ -38,8 +38,11 @@ pub use setting::{new_uuid, validate_name, Volume, SCHEMA_VERSION};
 use crate::kv::{decode_counter, decode_max, encode_counter, Db, KvError, Txn};
 use ids::IdAllocator;
 
-/// Shards of the usage counters; each client adds to its own.
+/// Shards of the usage counters: each client has its own group of
+/// `USAGE_SHARDS_PER_CLIENT`, and picks one by directory, so that its
+/// operations in different directories do not contend for one counter.
 const USAGE_SHARDS: u16 = 64;
+const USAGE_SHARDS_PER_CLIENT: u16 = 4;
 
 /// Shards of a directory's usage counters (few, since removing the
 /// directory deletes them all in one transaction).
@@ -151,7 +154,8 @@ impl Meta {
         Ok(Meta {
             db,
             volume,
-            usage_shard: fastrand::u16(..USAGE_SHARDS),
+            usage_shard: fastrand::u16(..USAGE_SHARDS / USAGE_SHARDS_PER_CLIENT)
+                * USAGE_SHARDS_PER_CLIENT,
             inodes: IdAllocator::new("ino"),
             slices: IdAllocator::new("slice"),
             session: std::sync::Mutex::new(None),
@@ -237,13 +241,15 @@ impl Meta {
         })
     }
 
-    /// Adds to this client's shard of the usage counters.
-    fn charge(&self, tx: &Txn, space: i64, inodes: i64) -> MetaResult<()> {
+    /// Adds to this client's shard of the usage counters for an operation
+    /// in directory `dir`.
+    fn charge(&self, tx: &Txn, dir: Ino, space: i64, inodes: i64) -> MetaResult<()> {
+        let shard = self.usage_shard + (dir % USAGE_SHARDS_PER_CLIENT as u64) as u16;
         if space != 0 {
-            tx.add(keys::counter("space", self.usage_shard), space)?;
+            tx.add(keys::counter("space", shard), space)?;
         }
         if inodes != 0 {
-            tx.add(keys::counter("inodes", self.usage_shard), inodes)?;
+            tx.add(keys::counter("inodes", shard), inodes)?;
         }
         Ok(())
     }
@@ -263,7 +269,7 @@ impl Meta {
     /// Charges a change of a file's space: to the volume, and to its
     /// directory while it has a single parent (see [`entry_space`]).
     fn charge_length(&self, tx: &Txn, attr: &Attr, space: i64) -> MetaResult<()> {
-        self.charge(tx, space, 0)?;
+        self.charge(tx, attr.parent, space, 0)?;
         if attr.parent != 0 && space != 0 {
             self.charge_dir(tx, attr.parent, space, 0)?;
         }
@@ -330,15 +336,53 @@ async fn sum_shards(tx: &Txn, shards: &crate::kv::KeyRange) -> MetaResult<i64> {
 /// read conflict; the directory keys are always read as snapshot, since
 /// concurrent entry changes update them without conflicting.
 pub(crate) async fn load_attr(tx: &Txn, ino: Ino, tracked: bool) -> MetaResult<Option<Attr>> {
-    let raw = if tracked {
-        tx.get(&keys::attr(ino)).await?
-    } else {
-        tx.snapshot_get(&keys::attr(ino)).await?
-    };
+    if !tracked {
+        return load_attr_snapshot(tx, ino).await;
+    }
+    let raw = tx.get(&keys::attr(ino)).await?;
     Ok(load_attrs_from(tx, &[ino], vec![raw])
         .await?
         .pop()
         .flatten())
+}
+
+/// [`load_attr`] as snapshot: the directory keys are read with the record,
+/// in one round trip (a file has none, a directory needs no second read).
+async fn load_attr_snapshot(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
+    let wanted = [
+        keys::attr(ino),
+        keys::dir_mtime(ino),
+        keys::dir_ctime(ino),
+        keys::subdirs(ino),
+    ];
+    let mut raws = tx.snapshot_batch_get(&wanted).await?.into_iter();
+    let Some(raw) = raws.next().flatten() else {
+        return Ok(None);
+    };
+    let mut attr = Attr::decode(&raw)
+        .ok_or_else(|| KvError::Fatal(format!("attribute record of inode {ino} is damaged")))?;
+    if attr.is_dir() {
+        let extra: Vec<_> = raws.collect();
+        apply_dir_keys(&mut attr, &extra[0], &extra[1], &extra[2]);
+    }
+    Ok(Some(attr))
+}
+
+/// Folds a directory's separately kept times and subdirectory count into
+/// its attributes.
+fn apply_dir_keys(
+    attr: &mut Attr,
+    mtime: &Option<Vec<u8>>,
+    ctime: &Option<Vec<u8>>,
+    subdirs: &Option<Vec<u8>>,
+) {
+    if let Some(m) = mtime {
+        attr.mtime = Timestamp::from_biased_nanos(decode_max(m));
+    }
+    if let Some(c) = ctime {
+        attr.ctime = Timestamp::from_biased_nanos(decode_max(c));
+    }
+    attr.nlink = 2 + subdirs.as_deref().map_or(0, decode_counter).max(0) as u32;
 }
 
 /// The attribute record of `ino` alone (snapshot read): for a directory,
@@ -398,13 +442,7 @@ async fn load_attrs_from(
         let Some(attr) = attrs[i].as_mut() else {
             continue;
         };
-        if let Some(m) = &extra[3 * n] {
-            attr.mtime = Timestamp::from_biased_nanos(decode_max(m));
-        }
-        if let Some(c) = &extra[3 * n + 1] {
-            attr.ctime = Timestamp::from_biased_nanos(decode_max(c));
-        }
-        attr.nlink = 2 + extra[3 * n + 2].as_deref().map_or(0, decode_counter).max(0) as u32;
+        apply_dir_keys(attr, &extra[3 * n], &extra[3 * n + 1], &extra[3 * n + 2]);
     }
     Ok(attrs)
 }

@@ -310,7 +310,7 @@ impl Meta {
                 tx.add(keys::subdirs(parent), 1)?;
             }
             touch_dir(&tx, parent, now)?;
-            self.charge(&tx, MIN_SPACE_BYTES as i64, 1)?;
+            self.charge(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
             self.charge_dir(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
             if let Some(sid) = open_for {
                 super::session::mark_open(&tx, ino, sid)?;
@@ -487,7 +487,7 @@ impl Meta {
                 tx.put(keys::dir_ctime(hour_ino), biased(now))?;
                 tx.add(keys::subdirs(TRASH_INO), 1)?;
                 touch_dir(tx, TRASH_INO, now)?;
-                self.charge(tx, MIN_SPACE_BYTES as i64, 1)?;
+                self.charge(tx, TRASH_INO, MIN_SPACE_BYTES as i64, 1)?;
                 self.charge_dir(tx, TRASH_INO, MIN_SPACE_BYTES as i64, 1)?;
                 hour_ino
             }
@@ -568,7 +568,7 @@ impl Meta {
         } else {
             MIN_SPACE_BYTES
         };
-        self.charge(tx, -(space as i64), -1)
+        self.charge(tx, attr.parent, -(space as i64), -1)
     }
 
     /// Removes an empty directory.
