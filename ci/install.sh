@@ -10,6 +10,9 @@ need_rust
 need_apt gcc libc6-dev pkg-config fuse3 psmisc
 # protoc builds the etcd client; etcd-server runs the test cluster.
 need_apt protobuf-compiler etcd-server etcd-client
+# bindgen of the FoundationDB bindings (cargo feature `fdb`) needs libclang;
+# the multi-host test needs ip and nsenter.
+need_apt libclang-dev iproute2 util-linux
 [ -e /dev/fuse ] || { log "/dev/fuse is missing: load the fuse module (modprobe fuse)"; exit 1; }
 # The POSIX suites run against real mounts.
 need_cargo_tool pjdfstest pjdfstest

@@ -11,6 +11,11 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --features redb,sqlite --quiet -- -D warnings
+# The TiKV and FoundationDB engines are checked here; their suites run
+# against a real cluster when JFS_TEST_TIKV or FDB_CLUSTER_FILE is set
+# (README, Testing). Linking the fdb feature needs libfdb_c.
+log "cargo clippy --features tikv,fdb (check only)"
+cargo clippy --lib --features tikv,fdb --quiet -- -D warnings
 . ci/s3.sh
 . ci/etcd.sh
 log "cargo test"

@@ -420,7 +420,7 @@ impl EtcdTxn {
                             continue;
                         }
                     }
-                    let value = counter_value(mutation, current);
+                    let value = super::counter_value(mutation, current);
                     compares.push(Compare::mod_revision(
                         k.clone(),
                         CompareOp::Equal,
@@ -572,19 +572,5 @@ impl EngineTxn for EtcdTxn {
         Err(KvError::Conflict(
             "etcd: counters kept changing under the commit".into(),
         ))
-    }
-}
-
-/// The new value of a counter key given its current one.
-fn counter_value(mutation: &Mutation, current: &[u8]) -> Value {
-    match mutation {
-        Mutation::Add(delta) => {
-            super::encode_counter(super::decode_counter(current).wrapping_add(*delta))
-        }
-        Mutation::Max(at_least) => {
-            super::encode_counter(super::decode_max(current).max(*at_least) as i64)
-        }
-        Mutation::Put(value) => value.clone(),
-        Mutation::Delete => Vec::new(),
     }
 }

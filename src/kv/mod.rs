@@ -17,10 +17,14 @@ mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod faults;
+#[cfg(feature = "fdb")]
+pub mod fdb;
 pub mod local;
 mod mem;
 mod resolver;
 mod retry;
+#[cfg(feature = "tikv")]
+pub mod tikv;
 pub mod txn;
 mod types;
 pub mod url;
@@ -32,7 +36,7 @@ pub use mem::MemEngine;
 pub use retry::{RetryPolicy, TxnStats, STATS};
 pub use txn::Txn;
 pub use types::{
-    decode_counter, decode_max, encode_counter, key_after, prefix_end, CommitRequest, Engine,
-    EngineTxn, Key, KeyRange, Limits, Mutation, Page, Value,
+    counter_value, decode_counter, decode_max, encode_counter, key_after, prefix_end,
+    CommitRequest, Engine, EngineTxn, Key, KeyRange, Limits, Mutation, Page, Value,
 };
 pub use url::MetaUrl;

@@ -125,6 +125,17 @@ pub fn decode_max(bytes: &[u8]) -> u64 {
     decode_counter(bytes) as u64
 }
 
+/// The new value of a key after `mutation`, given its current value (for
+/// engines that apply add and max themselves).
+pub fn counter_value(mutation: &Mutation, current: &[u8]) -> Value {
+    match mutation {
+        Mutation::Add(delta) => encode_counter(decode_counter(current).wrapping_add(*delta)),
+        Mutation::Max(at_least) => encode_counter(decode_max(current).max(*at_least) as i64),
+        Mutation::Put(value) => value.clone(),
+        Mutation::Delete => Vec::new(),
+    }
+}
+
 /// Decodes a counter; shorter values are zero-extended (as FoundationDB does).
 pub fn decode_counter(bytes: &[u8]) -> i64 {
     let mut buf = [0u8; 8];

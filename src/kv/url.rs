@@ -326,11 +326,23 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             credentials,
             params,
         )?)),
+        #[cfg(feature = "tikv")]
+        MetaUrl::Tikv { endpoints, prefix } => {
+            Ok(Arc::new(super::tikv::TikvEngine::new(endpoints, prefix)))
+        }
+        #[cfg(feature = "fdb")]
+        MetaUrl::Fdb {
+            cluster_file,
+            prefix,
+        } => Ok(Arc::new(super::fdb::FdbEngine::new(cluster_file, prefix)?)),
         other => Err(KvError::Fatal(format!(
-            "this jfs was built without the `{}` metadata engine; available: {} (a path), mem{}",
+            "this jfs was built without the `{}` metadata engine (cargo feature `{}`); available: {} (a path), mem{}{}{}",
+            other.engine(),
             other.engine(),
             fjall::ENGINE_NAME,
-            if cfg!(feature = "etcd") { ", etcd" } else { "" }
+            if cfg!(feature = "etcd") { ", etcd" } else { "" },
+            if cfg!(feature = "tikv") { ", tikv" } else { "" },
+            if cfg!(feature = "fdb") { ", fdb" } else { "" },
         ))),
     }
 }

@@ -87,12 +87,12 @@ pub fn engines() -> Vec<EngineUnderTest> {
             skip: url.is_none().then(|| format!("{var} is not set")),
             strict: true,
             faults: None,
-            url: url.map(|u| {
-                if label == "fdb" {
-                    format!("fdb://{u}")
-                } else {
-                    u
-                }
+            url: url.map(|u| match label {
+                // FDB_CLUSTER_FILE is a path; JFS_TEST_TIKV may be PD's
+                // address alone.
+                "fdb" => format!("fdb://{u}?prefix=jfs-test"),
+                "tikv" if !u.contains("://") => format!("tikv://{u}/jfs-test"),
+                _ => u,
             }),
             embedded: false,
             candidate: None,
@@ -112,8 +112,11 @@ impl EngineUnderTest {
             jfs::kv::url::open_engine(&url).expect("open embedded engine")
         } else if let Some(url) = &self.url {
             // A shared server: every opening gets a key space of its own.
-            let url = if url.starts_with("etcd://") {
-                format!("{}/t{:016x}", url.trim_end_matches('/'), fastrand::u64(..))
+            let unique = fastrand::u64(..);
+            let url = if url.starts_with("etcd://") || url.starts_with("tikv://") {
+                format!("{}/t{unique:016x}", url.trim_end_matches('/'))
+            } else if url.starts_with("fdb://") {
+                format!("{url}-t{unique:016x}")
             } else {
                 url.clone()
             };
