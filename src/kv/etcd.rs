@@ -18,7 +18,10 @@
 //! and fsync) before it answers.
 //!
 //! Keys live under the URL's prefix (`etcd://h1:2379,h2:2379/PREFIX`), so
-//! several volumes share a cluster. Limits are etcd's defaults: 128
+//! several volumes share a cluster. `user:password@` before the hosts logs
+//! in (etcd auth); `?cacert=CA.pem` speaks TLS, verifying the members
+//! against that CA, and `&cert=CLIENT.pem&key=CLIENT-KEY.pem` presents a
+//! client certificate. Limits are etcd's defaults: 128
 //! operations and 128 compares per Txn (`--max-txn-ops`), 1.5 MiB per
 //! request.
 
@@ -59,6 +62,7 @@ const LIMITS: Limits = Limits {
 
 pub struct EtcdEngine {
     endpoints: Vec<String>,
+    tls: Option<etcd_client::TlsOptions>,
     credentials: Credentials,
     prefix: Vec<u8>,
     /// One client per endpoint, connected on first use. A transaction uses
@@ -87,17 +91,18 @@ impl EtcdEngine {
         credentials: &Credentials,
         params: &[(String, String)],
     ) -> KvResult<EtcdEngine> {
-        if let Some((name, _)) = params.first() {
-            return Err(KvError::Fatal(format!(
-                "etcd URL option '{name}' is not supported by this jfs (TLS is not built in): use a plain etcd:// URL on a trusted network"
-            )));
-        }
+        let tls = tls_options(params)?;
         let mut prefix = prefix.trim_matches('/').as_bytes().to_vec();
         if !prefix.is_empty() {
             prefix.push(b'/');
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Ok(EtcdEngine {
-            endpoints: endpoints.iter().map(|e| format!("http://{e}")).collect(),
+            endpoints: endpoints
+                .iter()
+                .map(|e| format!("{scheme}://{e}"))
+                .collect(),
+            tls,
             credentials: credentials.clone(),
             prefix,
             clients: endpoints.iter().map(|_| OnceCell::new()).collect(),
@@ -121,6 +126,9 @@ impl EtcdEngine {
                     .with_connect_timeout(Duration::from_secs(5))
                     .with_timeout(Duration::from_secs(10))
                     .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+                if let Some(tls) = &self.tls {
+                    options = options.with_tls(tls.clone());
+                }
                 if let (Some(user), Some(password)) =
                     (&self.credentials.user, &self.credentials.password)
                 {
@@ -136,9 +144,70 @@ impl EtcdEngine {
     }
 }
 
+/// TLS settings from the URL's options (`cacert`, `cert`, `key`: PEM
+/// files), or None for plain connections.
+fn tls_options(params: &[(String, String)]) -> KvResult<Option<etcd_client::TlsOptions>> {
+    let mut cacert = None;
+    let mut cert = None;
+    let mut key = None;
+    for (name, value) in params {
+        match name.as_str() {
+            "cacert" => cacert = Some(value),
+            "cert" => cert = Some(value),
+            "key" => key = Some(value),
+            other => {
+                return Err(KvError::Fatal(format!(
+                    "unknown etcd URL option '{other}': use cacert=CA.pem, cert=CLIENT.pem and key=CLIENT-KEY.pem for TLS"
+                )))
+            }
+        }
+    }
+    let read = |what: &str, path: &str| {
+        std::fs::read(path).map_err(|e| {
+            KvError::Fatal(format!("cannot read the etcd TLS {what} file {path}: {e}"))
+        })
+    };
+    let mut tls = match cacert {
+        Some(path) => etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("CA", path)?)),
+        None if cert.is_some() || key.is_some() => {
+            return Err(KvError::Fatal(
+                "etcd TLS needs cacert=CA.pem (the CA the members' certificates are signed by)"
+                    .into(),
+            ))
+        }
+        None => return Ok(None),
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(etcd_client::Identity::from_pem(
+                read("certificate", cert)?,
+                read("key", key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(KvError::Fatal(
+                "a client certificate needs both cert=CLIENT.pem and key=CLIENT-KEY.pem".into(),
+            ))
+        }
+    }
+    Ok(Some(tls))
+}
+
 fn status_text(e: &etcd_client::Error) -> String {
+    const HINT: &str = " (is the member up, and does the URL's TLS match it: https members need cacert=, and cert= with key= when they check client certificates)";
     match e {
+        etcd_client::Error::GRpcStatus(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Cancelled | tonic::Code::Unavailable | tonic::Code::Unknown
+            ) =>
+        {
+            format!("etcd: {}{HINT}", s.message())
+        }
         etcd_client::Error::GRpcStatus(s) => format!("etcd: {}", s.message()),
+        etcd_client::Error::TransportError(_) => format!("etcd: {e}{HINT}"),
         other => format!("etcd: {other}"),
     }
 }
