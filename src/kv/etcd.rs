@@ -14,7 +14,15 @@
 //! mod_revision from its last commit (the schema shards counters by
 //! client, so that is usually still current) and reads the ones it does not
 //! know, all in one round trip. A concurrent change makes the commit re-read
-//! and retry here without surfacing a conflict. etcd applies a Txn atomically and durably (raft
+//! and retry here without surfacing a conflict.
+//!
+//! Tracked reads may be answered from what the engine last saw of a key
+//! (value and mod_revision, from earlier reads and its own commits): such
+//! an answer costs no round trip, and the commit verifies it with a compare
+//! "mod_revision is still the one seen" (a transaction that writes nothing
+//! verifies in `finish`). A stale answer fails that compare: the
+//! transaction retries and reads afresh. Snapshot reads are never answered
+//! this way, since nothing verifies them. etcd applies a Txn atomically and durably (raft
 //! and fsync) before it answers.
 //!
 //! Keys live under the URL's prefix (`etcd://h1:2379,h2:2379/PREFIX`), so
@@ -78,10 +86,18 @@ pub struct EtcdEngine {
     /// Counters (keys with prefix) this engine last wrote or read: value
     /// and mod_revision. A stale entry only fails its compare.
     counters: Arc<Mutex<HashMap<Key, (Value, i64)>>>,
+    /// Keys (with prefix) as last seen: value (None: absent) and
+    /// mod_revision (0 when absent). Answers tracked reads; verified at
+    /// commit.
+    known: Arc<Mutex<HashMap<Key, Known>>>,
 }
+
+type Known = (Option<Value>, i64);
 
 /// Counters remembered at most; the cache starts over beyond.
 const COUNTER_CACHE_ENTRIES: usize = 65_536;
+/// Keys remembered at most; the memory starts over beyond.
+const KNOWN_ENTRIES: usize = 100_000;
 
 impl EtcdEngine {
     /// An engine for `endpoints`; it connects at the first transaction.
@@ -109,6 +125,7 @@ impl EtcdEngine {
             current: Arc::new(AtomicUsize::new(0)),
             seen_revision: Arc::new(AtomicI64::new(0)),
             counters: Arc::new(Mutex::new(HashMap::new())),
+            known: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -283,6 +300,8 @@ impl Engine for EtcdEngine {
             floor,
             seen_revision: self.seen_revision.clone(),
             counters: self.counters.clone(),
+            known: self.known.clone(),
+            verified: Vec::new(),
             seen: BTreeMap::new(),
         }))
     }
@@ -327,8 +346,16 @@ struct EtcdTxn {
     floor: i64,
     seen_revision: Arc<AtomicI64>,
     counters: Arc<Mutex<HashMap<Key, (Value, i64)>>>,
+    known: Arc<Mutex<HashMap<Key, Known>>>,
+    /// Tracked reads answered from `known` (key with prefix, mod_revision):
+    /// the commit checks each is unchanged.
+    verified: Vec<(Key, i64)>,
     /// Keys read (without prefix) and their mod_revision.
     seen: BTreeMap<Key, i64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> KvResult<i64> {
@@ -379,12 +406,55 @@ impl EtcdTxn {
     /// The entries of one range answer, noted as seen.
     fn entries(&mut self, response: &GetResponse) -> Vec<(Key, Value)> {
         let mut out = Vec::with_capacity(response.kvs().len());
+        let mut known = lock(&self.known);
+        if known.len() + response.kvs().len() > KNOWN_ENTRIES {
+            known.clear();
+        }
         for kv in response.kvs() {
             let key = self.strip(kv.key()).to_vec();
             self.seen.insert(key.clone(), kv.mod_revision());
+            known.insert(
+                kv.key().to_vec(),
+                (Some(kv.value().to_vec()), kv.mod_revision()),
+            );
             out.push((key, kv.value().to_vec()));
         }
         out
+    }
+
+    /// Notes that `key` (with prefix) was absent.
+    fn absent(&self, key: Key) {
+        lock(&self.known).insert(key, (None, 0));
+    }
+
+    /// What the engine last saw of `key` (with prefix), if it may answer a
+    /// tracked read: not newer than this transaction's snapshot, so the
+    /// range compares of its commit still hold.
+    fn recall(&mut self, key: &[u8]) -> Option<Option<Value>> {
+        let limit = self.revision.unwrap_or(self.floor);
+        let (value, revision) = lock(&self.known).get(key).cloned()?;
+        if revision > limit {
+            return None;
+        }
+        self.verified.push((key.to_vec(), revision));
+        Some(value)
+    }
+
+    /// The compares that fail if an answer from `known` was stale.
+    fn verify_compares(&self) -> Vec<Compare> {
+        self.verified
+            .iter()
+            .map(|(key, revision)| Compare::mod_revision(key.clone(), CompareOp::Equal, *revision))
+            .collect()
+    }
+
+    /// Forgets what this transaction answered from `known` (after a failed
+    /// commit: some of it may be stale).
+    fn forget_verified(&self) {
+        let mut known = lock(&self.known);
+        for (key, _) in &self.verified {
+            known.remove(key);
+        }
     }
 
     async fn range(&mut self, key: Key, options: GetOptions) -> KvResult<Vec<(Key, Value)>> {
@@ -519,8 +589,61 @@ fn range_answers(response: &TxnResponse) -> Vec<GetResponse> {
 #[async_trait]
 impl EngineTxn for EtcdTxn {
     async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
-        let found = self.range(self.key(key), GetOptions::new()).await?;
-        Ok(found.into_iter().next().map(|(_, v)| v))
+        let k = self.key(key);
+        let found = self.range(k.clone(), GetOptions::new()).await?;
+        let value = found.into_iter().next().map(|(_, v)| v);
+        if value.is_none() {
+            self.absent(k);
+        }
+        Ok(value)
+    }
+
+    async fn get_tracked(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        match self.recall(&self.key(key)) {
+            Some(value) => Ok(value),
+            None => self.get(key).await,
+        }
+    }
+
+    async fn batch_get_tracked(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
+        let mut answers: Vec<Option<Option<Value>>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in keys {
+            let recalled = self.recall(&self.key(key));
+            if recalled.is_none() {
+                missing.push(key.clone());
+            }
+            answers.push(recalled);
+        }
+        let mut fetched = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.batch_get(&missing).await?
+        }
+        .into_iter();
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| fetched.next().flatten()))
+            .collect())
+    }
+
+    async fn finish(self: Box<Self>) -> KvResult<()> {
+        if self.verified.is_empty() {
+            return Ok(());
+        }
+        let check = EtcdTxnRequest::new().when(self.verify_compares());
+        let mut kv = self.kv.clone();
+        let response = kv
+            .txn(check)
+            .await
+            .map_err(|e| self.failover.note(read_error(&e)))?;
+        if response.succeeded() {
+            return Ok(());
+        }
+        self.forget_verified();
+        Err(KvError::Conflict(
+            "etcd: a key this transaction read changed".into(),
+        ))
     }
 
     /// One read-only Txn per 128 keys (etcd's operation limit).
@@ -547,8 +670,12 @@ impl EngineTxn for EtcdTxn {
                     "etcd: a read-only Txn answered the wrong number of reads".into(),
                 ));
             }
-            for answer in &answers {
-                values.push(self.entries(answer).into_iter().next().map(|(_, v)| v));
+            for (key, answer) in part.iter().zip(&answers) {
+                let value = self.entries(answer).into_iter().next().map(|(_, v)| v);
+                if value.is_none() {
+                    self.absent(self.key(key));
+                }
+                values.push(value);
             }
         }
         Ok(values)
@@ -574,9 +701,32 @@ impl EngineTxn for EtcdTxn {
 
     async fn commit(mut self: Box<Self>, request: CommitRequest) -> KvResult<()> {
         if request.mutations.is_empty() {
-            return Ok(());
+            return self.finish().await;
         }
-        let conflicts = self.conflict_compares(&request.read_conflicts);
+        let result = self.commit_writes(&request).await;
+        match &result {
+            Ok(revision) => {
+                let mut known = lock(&self.known);
+                for (key, mutation) in &request.mutations {
+                    let k = self.key(key);
+                    match mutation {
+                        Mutation::Put(v) => known.insert(k, (Some(v.clone()), *revision)),
+                        Mutation::Delete => known.insert(k, (None, 0)),
+                        Mutation::Add(_) | Mutation::Max(_) => known.remove(&k),
+                    };
+                }
+            }
+            Err(_) => self.forget_verified(),
+        }
+        result.map(|_| ())
+    }
+}
+
+impl EtcdTxn {
+    /// Commits `request` (with writes); the revision it was applied at.
+    async fn commit_writes(&mut self, request: &CommitRequest) -> KvResult<i64> {
+        let mut conflicts = self.conflict_compares(&request.read_conflicts);
+        conflicts.extend(self.verify_compares());
         let counter_keys: Vec<Key> = request
             .mutations
             .iter()
@@ -584,7 +734,7 @@ impl EngineTxn for EtcdTxn {
             .map(|(k, _)| self.key(k))
             .collect();
         for _ in 0..COUNTER_RETRIES {
-            let (compares, ops, written) = match self.commit_ops(&request, &conflicts) {
+            let (compares, ops, written) = match self.commit_ops(request, &conflicts) {
                 Some(attempt) => attempt,
                 None => {
                     let missing: Vec<Key> = {
@@ -617,7 +767,7 @@ impl EngineTxn for EtcdTxn {
                 for (key, value) in written {
                     cache.insert(key, (value, revision));
                 }
-                return Ok(());
+                return Ok(revision);
             }
             if counter_keys.is_empty() {
                 return Err(KvError::Conflict(

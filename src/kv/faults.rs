@@ -139,6 +139,10 @@ impl EngineTxn for FaultyTxn {
         self.inner.scan(range, limit, reverse).await
     }
 
+    async fn finish(self: Box<Self>) -> KvResult<()> {
+        self.inner.finish().await
+    }
+
     async fn commit(self: Box<Self>, request: CommitRequest) -> KvResult<()> {
         pause(self.config.yield_on_io).await;
         let c = self.config;

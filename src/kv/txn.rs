@@ -320,7 +320,7 @@ impl Txn {
         let engine_txn = self.inner.reader.lock().await.take().ok_or_else(finished)?;
         let buffer = std::mem::take(&mut *self.lock_buffer());
         if buffer.writes.is_empty() {
-            return Ok(());
+            return engine_txn.finish().await;
         }
         self.check_age()?;
         let request = CommitRequest {
@@ -362,10 +362,11 @@ impl Txn {
         } else {
             let mut reader = self.inner.reader.lock().await;
             let reader = reader.as_mut().ok_or_else(finished)?;
-            if to_fetch.len() == 1 {
-                vec![reader.get(&to_fetch[0]).await?]
-            } else {
-                reader.batch_get(&to_fetch).await?
+            match (tracked, to_fetch.len()) {
+                (true, 1) => vec![reader.get_tracked(&to_fetch[0]).await?],
+                (true, _) => reader.batch_get_tracked(&to_fetch).await?,
+                (false, 1) => vec![reader.get(&to_fetch[0]).await?],
+                (false, _) => reader.batch_get(&to_fetch).await?,
             }
         };
         let mut buffer = self.lock_buffer();

@@ -231,6 +231,24 @@ pub trait EngineTxn: Send {
         Ok(values)
     }
 
+    /// Reads the caller tracks (makes read conflicts). An engine may answer
+    /// them from what it already knows if its commit then verifies that
+    /// each answer is still current (and [`EngineTxn::finish`] does, for a
+    /// transaction that writes nothing).
+    async fn get_tracked(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        self.get(key).await
+    }
+
+    async fn batch_get_tracked(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
+        self.batch_get(keys).await
+    }
+
+    /// Ends a transaction that writes nothing. Conflict if an answer given
+    /// from what the engine knew was not current.
+    async fn finish(self: Box<Self>) -> KvResult<()> {
+        Ok(())
+    }
+
     /// Up to `limit` entries of `range` in key order (descending if
     /// `reverse`).
     async fn scan(
