@@ -71,6 +71,7 @@ async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
+    jfs::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let (kind, target) = (
         args.get(1).map(String::as_str).unwrap_or("file"),

@@ -80,6 +80,7 @@ fn run(cli: Cli) -> CmdResult<()> {
 }
 
 fn main() {
+    jfs::tune_allocator();
     let argv: Vec<String> = std::env::args().collect();
     let invoked_as = argv
         .first()
