@@ -90,6 +90,9 @@ pub struct EtcdEngine {
     /// mod_revision (0 when absent). Answers tracked reads; verified at
     /// commit.
     known: Arc<Mutex<HashMap<Key, Known>>>,
+    /// One turn per counter key: this process's commits that change it run
+    /// one at a time (keys are taken in order, so no deadlock).
+    counter_turns: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 type Known = (Option<Value>, i64);
@@ -126,6 +129,7 @@ impl EtcdEngine {
             seen_revision: Arc::new(AtomicI64::new(0)),
             counters: Arc::new(Mutex::new(HashMap::new())),
             known: Arc::new(Mutex::new(HashMap::new())),
+            counter_turns: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -301,6 +305,7 @@ impl Engine for EtcdEngine {
             seen_revision: self.seen_revision.clone(),
             counters: self.counters.clone(),
             known: self.known.clone(),
+            counter_turns: self.counter_turns.clone(),
             verified: Vec::new(),
             seen: BTreeMap::new(),
         }))
@@ -347,6 +352,7 @@ struct EtcdTxn {
     seen_revision: Arc<AtomicI64>,
     counters: Arc<Mutex<HashMap<Key, (Value, i64)>>>,
     known: Arc<Mutex<HashMap<Key, Known>>>,
+    counter_turns: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>,
     /// Tracked reads answered from `known` (key with prefix, mod_revision):
     /// the commit checks each is unchanged.
     verified: Vec<(Key, i64)>,
@@ -733,6 +739,20 @@ impl EtcdTxn {
             .filter(|(_, m)| matches!(m, Mutation::Add(_) | Mutation::Max(_)))
             .map(|(k, _)| self.key(k))
             .collect();
+        // Commits of this process that change one counter go one after the
+        // other, each from the value the previous one left: racing, all
+        // but one would fail their compare and read again.
+        let mut turns = Vec::with_capacity(counter_keys.len());
+        for key in &counter_keys {
+            let turn = {
+                let mut locks = lock(&self.counter_turns);
+                if locks.len() > COUNTER_CACHE_ENTRIES {
+                    locks.retain(|_, l| Arc::strong_count(l) > 1);
+                }
+                locks.entry(key.clone()).or_default().clone()
+            };
+            turns.push(turn.lock_owned().await);
+        }
         for _ in 0..COUNTER_RETRIES {
             let (compares, ops, written) = match self.commit_ops(request, &conflicts) {
                 Some(attempt) => attempt,

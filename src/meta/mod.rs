@@ -385,11 +385,19 @@ fn apply_dir_keys(
     attr.nlink = 2 + subdirs.as_deref().map_or(0, decode_counter).max(0) as u32;
 }
 
-/// The attribute record of `ino` alone (snapshot read): for a directory,
-/// its times and link count are not filled in. Enough for permission
-/// checks.
-pub(crate) async fn load_attr_record(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
-    match tx.snapshot_get(&keys::attr(ino)).await? {
+/// The attribute record of `ino` alone: for a directory, its times and
+/// link count are not filled in. Enough for permission checks and modes.
+pub(crate) async fn load_attr_record(
+    tx: &Txn,
+    ino: Ino,
+    tracked: bool,
+) -> MetaResult<Option<Attr>> {
+    let raw = if tracked {
+        tx.get(&keys::attr(ino)).await?
+    } else {
+        tx.snapshot_get(&keys::attr(ino)).await?
+    };
+    match raw {
         Some(raw) => Ok(Some(Attr::decode(&raw).ok_or_else(|| {
             KvError::Fatal(format!("attribute record of inode {ino} is damaged"))
         })?)),

@@ -173,7 +173,7 @@ impl Meta {
             let dir = if ctx.is_root() && name != b".." {
                 None
             } else {
-                let dir = load_attr_record(&tx, parent)
+                let dir = load_attr_record(&tx, parent, false)
                     .await?
                     .ok_or(MetaError::Errno(libc::ENOENT))?;
                 if !dir.is_dir() {
@@ -448,7 +448,9 @@ impl Meta {
     ) -> MetaResult<()> {
         let in_trash = entry.parent == TRASH_INO || entry.dir.parent == TRASH_INO;
         if hour_ino != 0 && attr.kind == FileKind::File && attr.nlink == 1 && !in_trash {
-            if let Some(trash) = load_attr(tx, TRASH_INO, false).await? {
+            // Tracked, so an engine may answer from what it knows (the
+            // trash rarely changes) and verify at commit.
+            if let Some(trash) = load_attr_record(tx, TRASH_INO, true).await? {
                 return self
                     .move_to_trash(tx, ino, attr, &trash, entry, hour_ino, now)
                     .await;
