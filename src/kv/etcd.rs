@@ -45,10 +45,10 @@ use etcd_client::{
 };
 use tokio::sync::OnceCell;
 
-use super::types::prefix_end;
 use super::url::{Credentials, Endpoint};
 use super::{
-    CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Value,
+    CommitRequest, Engine, EngineTxn, Key, KeyRange, KeySpace, KvError, KvResult, Limits, Mutation,
+    Value,
 };
 
 pub const ENGINE_NAME: &str = "etcd";
@@ -72,7 +72,7 @@ pub struct EtcdEngine {
     endpoints: Vec<String>,
     tls: Option<etcd_client::TlsOptions>,
     credentials: Credentials,
-    prefix: Vec<u8>,
+    space: KeySpace,
     /// One client per endpoint, connected on first use. A transaction uses
     /// the current one; a transport failure moves every later transaction
     /// to the next endpoint. (etcd-client's balanced channel kept sending
@@ -111,10 +111,6 @@ impl EtcdEngine {
         params: &[(String, String)],
     ) -> KvResult<EtcdEngine> {
         let tls = tls_options(params)?;
-        let mut prefix = prefix.trim_matches('/').as_bytes().to_vec();
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         Ok(EtcdEngine {
             endpoints: endpoints
@@ -123,7 +119,7 @@ impl EtcdEngine {
                 .collect(),
             tls,
             credentials: credentials.clone(),
-            prefix,
+            space: KeySpace::new(prefix),
             clients: endpoints.iter().map(|_| OnceCell::new()).collect(),
             current: Arc::new(AtomicUsize::new(0)),
             seen_revision: Arc::new(AtomicI64::new(0)),
@@ -287,7 +283,7 @@ impl Engine for EtcdEngine {
         if floor == 0 {
             let now = kv
                 .get(
-                    self.prefix.clone(),
+                    self.space.prefix().to_vec(),
                     Some(GetOptions::new().with_count_only()),
                 )
                 .await
@@ -298,8 +294,7 @@ impl Engine for EtcdEngine {
         Ok(Box::new(EtcdTxn {
             kv,
             failover,
-            engine_prefix: self.prefix.clone(),
-            range_end_all: prefix_end(&self.prefix).unwrap_or_else(|| vec![0]),
+            space: self.space.clone(),
             revision: None,
             floor,
             seen_revision: self.seen_revision.clone(),
@@ -342,8 +337,7 @@ impl Failover {
 struct EtcdTxn {
     kv: KvClient,
     failover: Failover,
-    engine_prefix: Vec<u8>,
-    range_end_all: Key,
+    space: KeySpace,
     /// The snapshot, fixed by the first read.
     revision: Option<i64>,
     /// The snapshot if nothing is read: the engine's highest revision seen
@@ -372,20 +366,16 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> KvResult<i64
 
 impl EtcdTxn {
     fn key(&self, key: &[u8]) -> Key {
-        let mut k = self.engine_prefix.clone();
-        k.extend_from_slice(key);
-        k
+        self.space.key(key)
     }
 
     fn strip<'a>(&self, key: &'a [u8]) -> &'a [u8] {
-        &key[self.engine_prefix.len().min(key.len())..]
+        self.space.strip(key)
     }
 
+    /// etcd's range end: "\0" means every key from the start on.
     fn range_end(&self, range: &KeyRange) -> Key {
-        match &range.end {
-            Some(end) => self.key(end),
-            None => self.range_end_all.clone(),
-        }
+        self.space.end(range).unwrap_or_else(|| vec![0])
     }
 
     /// `options` for a read of the snapshot: linearizable for the first

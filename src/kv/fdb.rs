@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use foundationdb::options::{ConflictRangeType, MutationType, StreamingMode};
 use foundationdb::{Database, FdbError, RangeOption, Transaction};
 
-use super::types::prefix_end;
 use super::{
-    CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Value,
+    CommitRequest, Engine, EngineTxn, Key, KeyRange, KeySpace, KvError, KvResult, Limits, Mutation,
+    Value,
 };
 
 pub const ENGINE_NAME: &str = "fdb";
@@ -60,7 +60,7 @@ fn start_network() -> KvResult<()> {
 
 pub struct FdbEngine {
     db: Database,
-    prefix: Vec<u8>,
+    space: KeySpace,
 }
 
 impl FdbEngine {
@@ -75,11 +75,10 @@ impl FdbEngine {
         let db = Database::from_path(path).map_err(|e| {
             KvError::Fatal(format!("cannot open FoundationDB cluster file {path}: {e}"))
         })?;
-        let mut prefix = prefix.trim_matches('/').as_bytes().to_vec();
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
-        Ok(FdbEngine { db, prefix })
+        Ok(FdbEngine {
+            db,
+            space: KeySpace::new(prefix),
+        })
     }
 }
 
@@ -117,7 +116,7 @@ impl Engine for FdbEngine {
         txn.get_read_version().await.map_err(error)?;
         Ok(Box::new(FdbTxn {
             txn,
-            prefix: self.prefix.clone(),
+            space: self.space.clone(),
         }))
     }
 
@@ -129,22 +128,17 @@ impl Engine for FdbEngine {
 
 struct FdbTxn {
     txn: Transaction,
-    prefix: Vec<u8>,
+    space: KeySpace,
 }
 
 impl FdbTxn {
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = self.prefix.clone();
-        k.extend_from_slice(key);
-        k
+        self.space.key(key)
     }
 
+    /// The end of `range`, of the key space, or of the user keys.
     fn end(&self, range: &KeyRange) -> Vec<u8> {
-        match &range.end {
-            Some(end) => self.key(end),
-            // The end of the prefix, or of the user key space.
-            None => prefix_end(&self.prefix).unwrap_or_else(|| vec![0xFF]),
-        }
+        self.space.end(range).unwrap_or_else(|| vec![0xFF])
     }
 }
 
@@ -177,7 +171,7 @@ impl EngineTxn for FdbTxn {
                 .await
                 .map_err(error)?;
             for kv in values.iter() {
-                let key = kv.key()[self.prefix.len().min(kv.key().len())..].to_vec();
+                let key = self.space.strip(kv.key()).to_vec();
                 out.push((key, kv.value().to_vec()));
             }
             if out.len() >= limit || !values.more() {

@@ -37,6 +37,6 @@ pub use retry::{RetryPolicy, TxnStats, STATS};
 pub use txn::Txn;
 pub use types::{
     counter_value, decode_counter, decode_max, encode_counter, key_after, prefix_end,
-    CommitRequest, Engine, EngineTxn, Key, KeyRange, Limits, Mutation, Page, Value,
+    CommitRequest, Engine, EngineTxn, Key, KeyRange, KeySpace, Limits, Mutation, Page, Value,
 };
 pub use url::MetaUrl;

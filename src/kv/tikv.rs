@@ -29,10 +29,10 @@ use tikv_client::{
 };
 use tokio::sync::OnceCell;
 
-use super::types::prefix_end;
 use super::url::Endpoint;
 use super::{
-    CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits, Mutation, Value,
+    CommitRequest, Engine, EngineTxn, Key, KeyRange, KeySpace, KvError, KvResult, Limits, Mutation,
+    Value,
 };
 
 pub const ENGINE_NAME: &str = "tikv";
@@ -49,7 +49,7 @@ const LIMITS: Limits = Limits {
 
 pub struct TikvEngine {
     endpoints: Vec<String>,
-    prefix: Vec<u8>,
+    space: KeySpace,
     client: OnceCell<TransactionClient>,
 }
 
@@ -57,13 +57,9 @@ impl TikvEngine {
     /// An engine for the PD `endpoints`; it connects at the first
     /// transaction.
     pub fn new(endpoints: &[Endpoint], prefix: &str) -> TikvEngine {
-        let mut prefix = prefix.trim_matches('/').as_bytes().to_vec();
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
         TikvEngine {
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
-            prefix,
+            space: KeySpace::new(prefix),
             client: OnceCell::new(),
         }
     }
@@ -139,7 +135,7 @@ impl Engine for TikvEngine {
             .map_err(|e| read_error(&e))?;
         Ok(Box::new(TikvTxn {
             txn,
-            prefix: self.prefix.clone(),
+            space: self.space.clone(),
             seen: BTreeSet::new(),
         }))
     }
@@ -152,7 +148,7 @@ impl Engine for TikvEngine {
 
 struct TikvTxn {
     txn: tikv_client::Transaction,
-    prefix: Vec<u8>,
+    space: KeySpace,
     /// Keys (without prefix) seen by scans: locked at commit if inside a
     /// read-conflict range.
     seen: BTreeSet<Key>,
@@ -160,23 +156,14 @@ struct TikvTxn {
 
 impl TikvTxn {
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = self.prefix.clone();
-        k.extend_from_slice(key);
-        k
-    }
-
-    fn strip(&self, key: Vec<u8>) -> Key {
-        key[self.prefix.len().min(key.len())..].to_vec()
+        self.space.key(key)
     }
 
     fn bound(&self, range: &KeyRange) -> BoundRange {
         let start = self.key(&range.start);
-        match &range.end {
-            Some(end) => (start..self.key(end)).into(),
-            None => match prefix_end(&self.prefix) {
-                Some(end) => (start..end).into(),
-                None => (start..).into(),
-            },
+        match self.space.end(range) {
+            Some(end) => (start..end).into(),
+            None => (start..).into(),
         }
     }
 
@@ -248,7 +235,7 @@ impl EngineTxn for TikvTxn {
         };
         let mut out = Vec::with_capacity(pairs.len());
         for pair in pairs {
-            let key = self.strip(Vec::from(pair.0));
+            let key = self.space.strip(&Vec::from(pair.0)).to_vec();
             self.seen.insert(key.clone());
             out.push((key, pair.1));
         }

@@ -125,6 +125,47 @@ pub fn decode_max(bytes: &[u8]) -> u64 {
     decode_counter(bytes) as u64
 }
 
+/// A volume's key space inside a store shared by several volumes: its
+/// keys are stored under `PREFIX/` (an empty prefix adds nothing).
+#[derive(Debug, Clone)]
+pub struct KeySpace(Vec<u8>);
+
+impl KeySpace {
+    pub fn new(prefix: &str) -> KeySpace {
+        let mut bytes = prefix.trim_matches('/').as_bytes().to_vec();
+        if !bytes.is_empty() {
+            bytes.push(b'/');
+        }
+        KeySpace(bytes)
+    }
+
+    pub fn prefix(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The stored key of `key`.
+    pub fn key(&self, key: &[u8]) -> Key {
+        let mut k = Vec::with_capacity(self.0.len() + key.len());
+        k.extend_from_slice(&self.0);
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// `stored` without the prefix.
+    pub fn strip<'a>(&self, stored: &'a [u8]) -> &'a [u8] {
+        &stored[self.0.len().min(stored.len())..]
+    }
+
+    /// The stored end of `range` (its own end, or the end of the key
+    /// space); None when the key space runs to the end of the store.
+    pub fn end(&self, range: &KeyRange) -> Option<Key> {
+        match &range.end {
+            Some(end) => Some(self.key(end)),
+            None => prefix_end(&self.0),
+        }
+    }
+}
+
 /// The new value of a key after `mutation`, given its current value (for
 /// engines that apply add and max themselves).
 pub fn counter_value(mutation: &Mutation, current: &[u8]) -> Value {
@@ -267,6 +308,30 @@ pub trait EngineTxn: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_space_prefixes_strips_and_bounds() {
+        let space = KeySpace::new("/vol/");
+        assert_eq!(space.key(b"k"), b"vol/k".to_vec());
+        assert_eq!(space.strip(b"vol/k"), b"k");
+        assert_eq!(space.end(&KeyRange::prefix(b"a")), Some(b"vol/b".to_vec()));
+        assert_eq!(
+            space.end(&KeyRange {
+                start: b"a".to_vec(),
+                end: None
+            }),
+            Some(b"vol0".to_vec())
+        );
+        let all = KeySpace::new("");
+        assert_eq!(all.key(b"k"), b"k".to_vec());
+        assert_eq!(
+            all.end(&KeyRange {
+                start: b"a".to_vec(),
+                end: None
+            }),
+            None
+        );
+    }
 
     #[test]
     fn prefix_end_skips_trailing_ff() {
