@@ -381,3 +381,48 @@ fn update_fstab_writes_a_line_mount_8_can_use() {
     std::fs::write(v.path("viafstab"), b"ok").unwrap();
     v.umount();
 }
+
+#[test]
+fn sqlite3_volume_mounts_and_reads_back_after_remount() {
+    let dir = tempfile::Builder::new()
+        .prefix("jfs")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    let meta = format!("sqlite3://{}", p("vol.db"));
+    let (mnt, other) = (p("m"), p("m2"));
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::create_dir(&other).unwrap();
+    let mount = |at: &str| {
+        jfs(&[
+            "mount",
+            "-d",
+            &meta,
+            at,
+            "--cache-dir",
+            &p("cache"),
+            "--log",
+            &p("log"),
+        ])
+    };
+    assert_clean_failure(&mount(&mnt), "no volume at");
+    let out = jfs(&["format", &meta, "lite", "--bucket", &p("data")]);
+    assert!(out.status.success(), "format: {}", stderr(&out));
+    let out = mount(&mnt);
+    assert!(out.status.success(), "mount: {}", stderr(&out));
+    let data = pattern(5 << 20, 3);
+    std::fs::write(format!("{mnt}/f"), &data).unwrap();
+    // One process at a time: a second mount says why it cannot.
+    assert_clean_failure(&mount(&other), "in use by another jfs process");
+    // status asks the mount that holds the database.
+    let out = jfs(&["status", &meta]);
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    assert!(stdout(&out).contains("\"sessions\""), "{}", stdout(&out));
+    let out = jfs(&["umount", &mnt]);
+    assert!(out.status.success(), "umount: {}", stderr(&out));
+    let out = mount(&mnt);
+    assert!(out.status.success(), "remount: {}", stderr(&out));
+    assert_eq!(std::fs::read(format!("{mnt}/f")).unwrap(), data);
+    let out = jfs(&["umount", &mnt]);
+    assert!(out.status.success(), "umount: {}", stderr(&out));
+}

@@ -67,6 +67,10 @@ pub fn parse_meta_url(raw: &str) -> CmdResult<MetaUrl> {
             path: std::path::absolute(&path)
                 .map_err(|e| CmdError::new(format!("metadata path {}: {e}", path.display())))?,
         },
+        MetaUrl::Sqlite { path } => MetaUrl::Sqlite {
+            path: std::path::absolute(&path)
+                .map_err(|e| CmdError::new(format!("metadata path {}: {e}", path.display())))?,
+        },
         other => other,
     })
 }
@@ -78,7 +82,7 @@ pub async fn open_db(url: &MetaUrl) -> CmdResult<Db> {
 }
 
 pub async fn open_db_with(url: &MetaUrl, create: bool) -> CmdResult<Db> {
-    if let MetaUrl::Embedded { path } = url {
+    if let MetaUrl::Embedded { path } | MetaUrl::Sqlite { path } = url {
         if !create && !path.exists() {
             return Err(CmdError::new(format!(
                 "no volume at {}: create one with `jfs format {} NAME`",

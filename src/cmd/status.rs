@@ -16,7 +16,10 @@ pub fn run(args: StatusArgs) -> CmdResult<()> {
     let url = parse_meta_url(&args.meta_url)?;
     // The embedded engine admits one process: when a mount of this URL runs
     // here, ask it instead of opening the store.
-    if matches!(url, jfs::kv::MetaUrl::Embedded { .. }) {
+    if matches!(
+        url,
+        jfs::kv::MetaUrl::Embedded { .. } | jfs::kv::MetaUrl::Sqlite { .. }
+    ) {
         let shown = url.to_string();
         if let Some(rec) = registry::live_records()
             .into_iter()

@@ -1,7 +1,9 @@
-//! Candidate embedded store: SQLite (rusqlite, bundled) in WAL mode with
-//! `synchronous=NORMAL`: a commit is in the WAL before it is acknowledged
-//! (survives `kill -9`), fsynced at checkpoints and by `sync`. Kept for the
-//! engine comparison (feature `sqlite`).
+//! SQLite (rusqlite, bundled) in WAL mode with `synchronous=NORMAL`: a
+//! commit is in the WAL before it is acknowledged (survives `kill -9`),
+//! fsynced at checkpoints and by `sync`. It serves `sqlite3://PATH`
+//! volumes and is a candidate of the engine comparison (feature `sqlite`).
+//! Transactions are ordered by this process's resolver, so one process at
+//! a time uses a database: a lock file beside it keeps others out.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,8 @@ use crate::kv::{Key, KeyRange, KvError, KvResult, Value};
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Held (flock) while the store is open, for `sqlite3://` databases.
+    _lock: Option<std::fs::File>,
     writer: Mutex<Connection>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -30,9 +34,37 @@ fn connect(path: &Path) -> KvResult<Connection> {
     Ok(conn)
 }
 
+/// The candidate store in directory `path` (the engine comparison).
 pub fn open_engine(path: &Path) -> KvResult<LocalEngine<SqliteStore>> {
     std::fs::create_dir_all(path).map_err(|e| error("create directory", e))?;
-    let path = path.join("meta.sqlite");
+    open_store(path.join("meta.sqlite"), None)
+}
+
+/// The database file `path` of a `sqlite3://PATH` URL, locked for this
+/// process.
+pub fn open_file(path: &Path) -> KvResult<LocalEngine<SqliteStore>> {
+    use std::os::fd::AsRawFd;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| error("create directory", e))?;
+    }
+    let lock_path = PathBuf::from(format!("{}.jfs-lock", path.display()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| error(&format!("open {}", lock_path.display()), e))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(KvError::Fatal(format!(
+            "sqlite3://{} is in use by another jfs process (a SQLite volume is used by one process at a time: unmount it there first)",
+            path.display()
+        )));
+    }
+    open_store(path.to_path_buf(), Some(lock))
+}
+
+fn open_store(path: PathBuf, lock: Option<std::fs::File>) -> KvResult<LocalEngine<SqliteStore>> {
     let writer = connect(&path)?;
     writer
         .execute_batch(
@@ -43,6 +75,7 @@ pub fn open_engine(path: &Path) -> KvResult<LocalEngine<SqliteStore>> {
         "sqlite",
         SqliteStore {
             path,
+            _lock: lock,
             writer: Mutex::new(writer),
             readers: Arc::default(),
         },
