@@ -26,7 +26,14 @@ work=$(mktemp -d /tmp/etcdbench.XXXXXX)
 run_id=$RANDOM$RANDOM
 mounts=()
 cleanup() {
-  for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null || true; done
+  # Each file system's own umount waits for its process to end; a lazy
+  # unmount is the fallback.
+  for m in "${mounts[@]}"; do
+    case "$m" in
+      */j?) "$jfs" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true ;;
+      *) juicefs umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true ;;
+    esac
+  done
   rm -rf "$work"
   [ -z "${etcd_pids:-}" ] || kill "${etcd_pids[@]}" 2>/dev/null || true
 }
