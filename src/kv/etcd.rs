@@ -492,10 +492,6 @@ impl EtcdTxn {
         compares
     }
 
-    fn cached_counters(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Value, i64)>> {
-        self.counters.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Reads the latest value and mod_revision of `keys` (with prefix) into
     /// the counter cache, in one Txn guarded by `compares`: false (nothing
     /// read) if they fail.
@@ -516,7 +512,7 @@ impl EtcdTxn {
         if !response.succeeded() {
             return Ok(false);
         }
-        let mut cache = self.cached_counters();
+        let mut cache = lock(&self.counters);
         for (key, answer) in keys.iter().zip(response.op_responses()) {
             if let TxnOpResponse::Get(get) = answer {
                 let found = get.kvs().first().map_or((Vec::new(), 0), |kv| {
@@ -537,7 +533,7 @@ impl EtcdTxn {
         request: &CommitRequest,
         conflicts: &[Compare],
     ) -> Option<(Vec<Compare>, Vec<TxnOp>, Vec<(Key, Value)>)> {
-        let cache = self.cached_counters();
+        let cache = lock(&self.counters);
         let mut compares = conflicts.to_vec();
         let mut ops = Vec::with_capacity(request.mutations.len());
         let mut written = Vec::new();
@@ -748,7 +744,7 @@ impl EtcdTxn {
                 Some(attempt) => attempt,
                 None => {
                     let missing: Vec<Key> = {
-                        let cache = self.cached_counters();
+                        let cache = lock(&self.counters);
                         counter_keys
                             .iter()
                             .filter(|k| !cache.contains_key(*k))
@@ -763,14 +759,13 @@ impl EtcdTxn {
             };
             let txn = EtcdTxnRequest::new().when(compares).and_then(ops);
             let response = self.kv.txn(txn).await.map_err(|e| {
-                self.cached_counters()
-                    .retain(|k, _| !counter_keys.contains(k));
+                lock(&self.counters).retain(|k, _| !counter_keys.contains(k));
                 self.failover.note(commit_error(&e))
             })?;
             let revision = header_revision(response.header())?;
             self.seen_revision.fetch_max(revision, Ordering::AcqRel);
             if response.succeeded() {
-                let mut cache = self.cached_counters();
+                let mut cache = lock(&self.counters);
                 if cache.len() + written.len() > COUNTER_CACHE_ENTRIES {
                     cache.clear();
                 }

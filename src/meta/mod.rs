@@ -359,8 +359,7 @@ async fn load_attr_snapshot(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
     let Some(raw) = raws.next().flatten() else {
         return Ok(None);
     };
-    let mut attr = Attr::decode(&raw)
-        .ok_or_else(|| KvError::Fatal(format!("attribute record of inode {ino} is damaged")))?;
+    let mut attr = decode_attr(ino, &raw)?;
     if attr.is_dir() {
         let extra: Vec<_> = raws.collect();
         apply_dir_keys(&mut attr, &extra[0], &extra[1], &extra[2]);
@@ -397,12 +396,14 @@ pub(crate) async fn load_attr_record(
     } else {
         tx.snapshot_get(&keys::attr(ino)).await?
     };
-    match raw {
-        Some(raw) => Ok(Some(Attr::decode(&raw).ok_or_else(|| {
-            KvError::Fatal(format!("attribute record of inode {ino} is damaged"))
-        })?)),
-        None => Ok(None),
-    }
+    raw.map(|raw| decode_attr(ino, &raw)).transpose()
+}
+
+/// Decodes the attribute record of `ino`; a record that does not decode is
+/// damaged metadata, reported as such.
+pub(crate) fn decode_attr(ino: Ino, raw: &[u8]) -> MetaResult<Attr> {
+    Ok(Attr::decode(raw)
+        .ok_or_else(|| KvError::Fatal(format!("attribute record of inode {ino} is damaged")))?)
 }
 
 /// Snapshot reads of the attributes of every inode in `inos`, in two round
@@ -422,12 +423,7 @@ async fn load_attrs_from(
 ) -> MetaResult<Vec<Option<Attr>>> {
     let mut attrs = Vec::with_capacity(raws.len());
     for (ino, raw) in inos.iter().zip(raws) {
-        attrs.push(match raw {
-            Some(raw) => Some(Attr::decode(&raw).ok_or_else(|| {
-                KvError::Fatal(format!("attribute record of inode {ino} is damaged"))
-            })?),
-            None => None,
-        });
+        attrs.push(raw.map(|raw| decode_attr(*ino, &raw)).transpose()?);
     }
     let dirs: Vec<usize> = (0..attrs.len())
         .filter(|&i| attrs[i].as_ref().is_some_and(Attr::is_dir))

@@ -12,8 +12,8 @@ use super::attr::{decode_dentry, encode_dentry, Attr, FileKind, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino, ROOT_INO, TRASH_INO};
 use super::{
-    entry_space, load_attr, load_attr_record, load_attrs, space_of, Ctx, Meta, MIN_SPACE_BYTES,
-    W_OK, X_OK,
+    decode_attr, entry_space, load_attr, load_attr_record, load_attrs, space_of, Ctx, Meta,
+    MIN_SPACE_BYTES, W_OK, X_OK,
 };
 use crate::kv::txn::ScanOpts;
 use crate::kv::{encode_counter, Txn};
@@ -108,9 +108,7 @@ async fn writable_dirs(
     let mut out = Vec::with_capacity(wanted.len());
     for (&(dir, name), pair) in wanted.iter().zip(raws.chunks(2)) {
         let attr = match &pair[0] {
-            Some(raw) => Attr::decode(raw).ok_or_else(|| {
-                crate::kv::KvError::Fatal(format!("attribute record of inode {dir} is damaged"))
-            })?,
+            Some(raw) => decode_attr(dir, raw)?,
             None => return errno(libc::ENOENT),
         };
         if !attr.is_dir() {

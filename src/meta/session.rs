@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::attr::{Attr, FileKind, Timestamp};
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino};
-use super::{load_attr, Ctx, Meta, R_OK, W_OK};
+use super::{decode_attr, load_attr, Ctx, Meta, R_OK, W_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{decode_counter, encode_counter, KeyRange};
 
@@ -126,19 +126,32 @@ impl Meta {
             let attr_keys: Vec<_> = inos.iter().map(|&ino| keys::attr(ino)).collect();
             let raws = tx.batch_get(&attr_keys).await?;
             for (&ino, raw) in inos.iter().zip(raws) {
-                tx.delete(keys::open(ino, sid))?;
-                tx.delete(session_open(sid, ino))?;
-                let Some(raw) = raw else { continue };
-                let attr = Attr::decode(&raw).ok_or_else(|| {
-                    crate::kv::KvError::Fatal(format!("attribute record of inode {ino} is damaged"))
-                })?;
-                if attr.nlink == 0 && !self.open_elsewhere(&tx, ino, sid).await? {
-                    self.delete_inode(&tx, ino, &attr).await?;
-                }
+                let attr = raw.map(|raw| decode_attr(ino, &raw)).transpose()?;
+                self.forget_open(&tx, ino, sid, attr).await?;
             }
             Ok(())
         })
         .await
+    }
+
+    /// Inside `tx`: removes session `sid`'s open marker of `ino` (whose
+    /// attributes, read tracked, are `attr`) and deletes the inode if it is
+    /// unlinked and no other session has it open.
+    async fn forget_open(
+        &self,
+        tx: &crate::kv::Txn,
+        ino: Ino,
+        sid: u64,
+        attr: Option<Attr>,
+    ) -> MetaResult<()> {
+        tx.delete(keys::open(ino, sid))?;
+        tx.delete(session_open(sid, ino))?;
+        if let Some(attr) = attr {
+            if attr.nlink == 0 && !self.open_elsewhere(tx, ino, sid).await? {
+                self.delete_inode(tx, ino, &attr).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether a session other than `sid` has `ino` open.
@@ -152,16 +165,9 @@ impl Meta {
 
     async fn release_open(&self, sid: u64, ino: Ino) -> MetaResult<()> {
         self.txn("close", |tx| async move {
-            tx.delete(keys::open(ino, sid))?;
-            tx.delete(session_open(sid, ino))?;
             self.drop_session_locks(&tx, ino, sid).await?;
-            let Some(attr) = load_attr(&tx, ino, true).await? else {
-                return Ok(());
-            };
-            if attr.nlink == 0 && !self.open_elsewhere(&tx, ino, sid).await? {
-                self.delete_inode(&tx, ino, &attr).await?;
-            }
-            Ok(())
+            let attr = load_attr(&tx, ino, true).await?;
+            self.forget_open(&tx, ino, sid, attr).await
         })
         .await
     }
