@@ -28,7 +28,7 @@ for i in 1 2 3; do
     > "$etcd_dir/m$i.log" 2>&1 &
   etcd_pids+=($!)
 done
-trap 'kill "${etcd_pids[@]}" 2>/dev/null || true; kill "${s3_pid:-}" 2>/dev/null || true' EXIT
+ci_pids+=("${etcd_pids[@]}")
 etcd_endpoints="127.0.0.1:${etcd_clients[0]},127.0.0.1:${etcd_clients[1]},127.0.0.1:${etcd_clients[2]}"
 for _ in $(seq 1 100); do
   ETCDCTL_API=3 etcdctl --endpoints "$etcd_endpoints" endpoint health >/dev/null 2>&1 && break

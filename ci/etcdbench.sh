@@ -35,7 +35,7 @@ cleanup() {
     esac
   done
   rm -rf "$work"
-  [ -z "${etcd_pids:-}" ] || kill "${etcd_pids[@]}" 2>/dev/null || true
+  ci_stop_servers
 }
 trap cleanup EXIT
 

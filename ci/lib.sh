@@ -2,6 +2,18 @@
 
 log() { printf '[ci] %s\n' "$*" >&2; }
 
+# Servers the ci/ scripts start: stopped by PID when the shell exits.
+ci_pids=()
+ci_stop_servers() {
+  [ ${#ci_pids[@]} -eq 0 ] || kill "${ci_pids[@]}" 2>/dev/null || true
+}
+trap ci_stop_servers EXIT
+
+# free_port: a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 apt_updated=0
 # need_apt PACKAGE...: installs the Debian packages that are not installed yet.
 need_apt() {

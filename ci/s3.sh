@@ -10,7 +10,7 @@ s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0))
 mkdir -p target
 moto_server -H 127.0.0.1 -p "$s3_port" > target/moto.log 2>&1 &
 s3_pid=$!
-trap 'kill "$s3_pid" 2>/dev/null || true' EXIT
+ci_pids+=("$s3_pid")
 for _ in $(seq 1 100); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3_port), 0.2)" 2>/dev/null && break
   sleep 0.2

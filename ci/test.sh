@@ -18,6 +18,7 @@ log "cargo clippy --features tikv,fdb (check only)"
 cargo clippy --lib --features tikv,fdb --quiet -- -D warnings
 . ci/s3.sh
 . ci/etcd.sh
+. ci/redis.sh
 log "cargo test"
 # Missing POSIX suite tools fail the run here instead of being skipped.
 export JFS_REQUIRE_SUITES=1

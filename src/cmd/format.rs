@@ -93,6 +93,9 @@ pub fn run(args: FormatArgs) -> CmdResult<()> {
     let rt = super::runtime()?;
     rt.block_on(async {
         let db = open_db_with(&url, true).await?;
+        for note in db.notes().await.unwrap_or_default() {
+            eprintln!("{note}");
+        }
         // An existing volume keeps its uuid (--force rewrites settings).
         if let Ok(existing) = Meta::load(db.clone()).await {
             if !args.force {

@@ -105,7 +105,10 @@ pub async fn open_db_with(url: &MetaUrl, create: bool) -> CmdResult<Db> {
     Db::new(engine.clone(), quick)
         .run("ping", |tx| async move { tx.snapshot_get(b"V").await })
         .await
-        .map_err(|e| CmdError::new(format!("metadata engine {url} does not answer: {e}")))?;
+        .map_err(|e| match e {
+            jfs::kv::KvError::Fatal(_) => CmdError::new(format!("metadata engine {url}: {e}")),
+            _ => CmdError::new(format!("metadata engine {url} does not answer: {e}")),
+        })?;
     Ok(Db::new(engine, DbOptions::default()))
 }
 

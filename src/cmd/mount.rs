@@ -111,6 +111,18 @@ impl Ready {
             let _ = writeln!(f, "{line}");
         }
     }
+
+    /// Something the user should read, shown by the waiting parent (or on
+    /// stderr in the foreground); the verdict comes later.
+    fn note(&mut self, line: &str) {
+        match &mut self.0 {
+            Some(f) => {
+                let _ = writeln!(f, "note: {line}");
+            }
+            None => eprintln!("{line}"),
+        }
+        tracing::info!("{line}");
+    }
 }
 
 fn check_mount_point(path: &Path) -> CmdResult<PathBuf> {
@@ -210,7 +222,14 @@ fn start_background(args: &MountArgs) -> CmdResult<()> {
     drop(write_end);
     let mut answer = String::new();
     let _ = std::fs::File::from(read_end).read_to_string(&mut answer);
-    let answer = answer.trim();
+    let mut verdict = "";
+    for line in answer.lines() {
+        match line.strip_prefix("note: ") {
+            Some(note) => eprintln!("{note}"),
+            None => verdict = line.trim(),
+        }
+    }
+    let answer = verdict;
     if answer == "ok" {
         println!(
             "jfs mounted at {} (pid {}, log {})",
@@ -304,6 +323,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
     let rt = super::runtime()?;
     let (vfs, root, record) = rt.block_on(async {
         let meta = Arc::new(load_meta(&url).await?);
+        for note in meta.db().notes().await.unwrap_or_default() {
+            ready.note(&note);
+        }
         let volume = meta.volume().clone();
         let storage = open_storage(&volume)?;
         let root = resolve_subdir(&meta, args.subdir.as_deref()).await?;

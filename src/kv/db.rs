@@ -48,6 +48,11 @@ impl Db {
         Ok(Db::new(super::url::open_engine(url)?, options))
     }
 
+    /// The engine's notes for the user (see [`Engine::notes`]).
+    pub async fn notes(&self) -> KvResult<Vec<String>> {
+        self.engine.notes().await
+    }
+
     pub fn engine_name(&self) -> &'static str {
         self.engine.name()
     }

@@ -21,6 +21,8 @@ mod faults;
 pub mod fdb;
 pub mod local;
 mod mem;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod resolver;
 mod retry;
 #[cfg(feature = "tikv")]

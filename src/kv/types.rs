@@ -255,6 +255,13 @@ pub trait Engine: Send + Sync + 'static {
     async fn begin(&self) -> KvResult<Box<dyn EngineTxn>>;
     /// Makes every acknowledged commit durable against power loss.
     async fn sync(&self) -> KvResult<()>;
+
+    /// What a user should know about the server before trusting it with a
+    /// volume (latency, risky settings), one line each; shown by `jfs
+    /// format` and `jfs mount`.
+    async fn notes(&self) -> KvResult<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// One engine transaction: snapshot reads, then at most one commit.

@@ -100,6 +100,9 @@ pub enum MetaUrl {
         endpoint: Endpoint,
         db: u32,
         credentials: Credentials,
+        /// `prefix=` puts the volume's keys under `PREFIX:` (several
+        /// volumes in one database); `insecure=1` skips TLS host checks.
+        params: Vec<(String, String)>,
     },
     Sqlite {
         path: PathBuf,
@@ -221,6 +224,7 @@ impl MetaUrl {
                     endpoint,
                     db,
                     credentials,
+                    params: query,
                 }
             }
             "postgres" | "postgresql" | "mysql" => {
@@ -326,6 +330,20 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             credentials,
             params,
         )?)),
+        #[cfg(feature = "redis")]
+        MetaUrl::Redis {
+            tls,
+            endpoint,
+            db,
+            credentials,
+            params,
+        } => Ok(Arc::new(super::redis::RedisEngine::new(
+            *tls,
+            endpoint,
+            *db,
+            credentials,
+            params,
+        )?)),
         #[cfg(feature = "sqlite")]
         MetaUrl::Sqlite { path } => Ok(Arc::new(super::local::sqlite::open_file(path)?)),
         #[cfg(feature = "tikv")]
@@ -338,11 +356,12 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             prefix,
         } => Ok(Arc::new(super::fdb::FdbEngine::new(cluster_file, prefix)?)),
         other => Err(KvError::Fatal(format!(
-            "this jfs was built without the `{}` metadata engine (cargo feature `{}`); available: {} (a path), mem{}{}{}{}",
+            "this jfs was built without the `{}` metadata engine (cargo feature `{}`); available: {} (a path), mem{}{}{}{}{}",
             other.engine(),
             other.engine(),
             fjall::ENGINE_NAME,
             if cfg!(feature = "sqlite") { ", sqlite3" } else { "" },
+            if cfg!(feature = "redis") { ", redis" } else { "" },
             if cfg!(feature = "etcd") { ", etcd" } else { "" },
             if cfg!(feature = "tikv") { ", tikv" } else { "" },
             if cfg!(feature = "fdb") { ", fdb" } else { "" },
@@ -400,9 +419,15 @@ impl fmt::Display for MetaUrl {
                 endpoint,
                 db,
                 credentials,
+                params,
             } => {
                 let scheme = if *tls { "rediss" } else { "redis" };
-                write!(f, "{scheme}://{}{endpoint}/{db}", userinfo(credentials))
+                write!(
+                    f,
+                    "{scheme}://{}{endpoint}/{db}{}",
+                    userinfo(credentials),
+                    query(params)
+                )
             }
             MetaUrl::Sqlite { path } => write!(f, "sqlite3://{}", path.display()),
             MetaUrl::Postgres {
@@ -608,6 +633,7 @@ mod tests {
             endpoint,
             db,
             credentials,
+            ..
         } = parse("redis://tom:mypassword@host:6380/1").unwrap()
         else {
             panic!("not redis")
@@ -628,6 +654,7 @@ mod tests {
             credentials,
             endpoint,
             db,
+            ..
         } = parse("rediss://:p%40ss@10.0.0.1/2").unwrap()
         else {
             panic!("not redis")

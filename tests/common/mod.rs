@@ -117,6 +117,9 @@ impl EngineUnderTest {
                 format!("{}/t{unique:016x}", url.trim_end_matches('/'))
             } else if url.starts_with("fdb://") {
                 format!("{url}-t{unique:016x}")
+            } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}prefix=t{unique:016x}")
             } else {
                 url.clone()
             };

@@ -1,0 +1,570 @@
+//! The Redis engine (cargo feature `redis`): the KV contract on one Redis
+//! server, with every read and every commit one Lua script, so each is
+//! atomic on the server.
+//!
+//! Redis keeps one version of a key, so the engine versions keys itself:
+//!
+//! | Redis key | type | holds |
+//! |---|---|---|
+//! | `P:c` | string | the last commit version (INCR per commit) |
+//! | `P:v` | hash | key → value |
+//! | `P:n` | hash | key → version of its last write (or delete) |
+//! | `P:i` | sorted set, all scores 0 | every key with a version: ordered scans (ZRANGEBYLEX compares bytes) |
+//! | `P:t` | sorted set | deleted keys (tombstones) by version |
+//! | `P:h` | string | the horizon: tombstones at or below it were dropped |
+//!
+//! A transaction's snapshot is the commit version its first read returns.
+//! A read answers only from keys whose version is at or below the
+//! snapshot; a key written after it makes the read fail with `Conflict`
+//! (the runner retries with a new snapshot), so a transaction never sees
+//! anything newer than its snapshot. Values a transaction has read are
+//! remembered, so reading them again gives the same answer. A commit
+//! checks that no key of its read-conflict set (points, and every key or
+//! tombstone of each range) has a version above the snapshot, then applies
+//! the writes under the next version: serializable, phantoms included.
+//! Adds and maxes are applied by the script: they never conflict.
+//!
+//! Deletes leave a tombstone so that later checks see them; tombstones
+//! more than [`TOMBSTONE_WINDOW`] versions old are dropped a few per
+//! commit, and a transaction whose snapshot is older than the dropped ones
+//! conflicts instead of trusting a range that lost them.
+//!
+//! Durability is the server's: run Redis with `appendonly yes` (and
+//! `appendfsync always` for no loss at power failure).
+//!
+//! URL: `redis://[user][:pass]@host:6379/DB[?prefix=P]`, `rediss://` for
+//! TLS (`?insecure=1` skips host name checks).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
+use tokio::sync::OnceCell;
+
+use super::url::{Credentials, Endpoint};
+use super::{
+    key_after, CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits,
+    Mutation, Value,
+};
+
+pub const ENGINE_NAME: &str = "redis";
+
+/// Tombstones younger than this many commits are kept.
+pub const TOMBSTONE_WINDOW: u64 = 100_000;
+
+const LIMITS: Limits = Limits {
+    max_key_bytes: 4096,
+    max_value_bytes: 1 << 20,
+    max_txn_ops: 10_000,
+    max_txn_bytes: 8 << 20,
+    max_txn_duration: Duration::from_secs(60),
+};
+
+/// Entries fetched per ZRANGEBYLEX inside the scan script.
+const SCAN_BATCH: usize = 256;
+
+/// KEYS of every script, in this order: c v n i t h.
+const READ: &str = r#"
+local snap = tonumber(ARGV[1])
+if not snap then snap = tonumber(redis.call('GET', KEYS[1]) or '0') end
+local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
+local out = {snap}
+for i = 2, #ARGV do
+  local ver = redis.call('HGET', KEYS[3], ARGV[i])
+  if ver then
+    if tonumber(ver) > snap then return {-1} end
+  elseif snap < horizon then
+    return {-1}
+  end
+  out[i] = redis.call('HGET', KEYS[2], ARGV[i])
+end
+return out
+"#;
+
+/// ARGV: snapshot, start, end, has end (1/0), limit, reverse (1/0), batch.
+const SCAN: &str = r#"
+local snap = tonumber(ARGV[1])
+if not snap then snap = tonumber(redis.call('GET', KEYS[1]) or '0') end
+local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
+if snap < horizon then return {-1} end
+local lo = '[' .. ARGV[2]
+local hi = '+'
+if ARGV[4] == '1' then hi = '(' .. ARGV[3] end
+local limit = tonumber(ARGV[5])
+local batch = tonumber(ARGV[7])
+local out = {snap}
+local offset = 0
+while true do
+  local keys
+  if ARGV[6] == '1' then
+    keys = redis.call('ZREVRANGEBYLEX', KEYS[4], hi, lo, 'LIMIT', offset, batch)
+  else
+    keys = redis.call('ZRANGEBYLEX', KEYS[4], lo, hi, 'LIMIT', offset, batch)
+  end
+  for _, key in ipairs(keys) do
+    local ver = redis.call('HGET', KEYS[3], key)
+    if ver and tonumber(ver) > snap then return {-1} end
+    local value = redis.call('HGET', KEYS[2], key)
+    if value then
+      out[#out + 1] = key
+      out[#out + 1] = value
+      if #out >= 2 * limit + 1 then return out end
+    end
+  end
+  if #keys < batch then return out end
+  offset = offset + batch
+end
+"#;
+
+/// ARGV: snapshot ('' when nothing was read), tombstone window, number of
+/// conflict ranges,
+/// then per range (start, end, kind: p point, 1 bounded, 0 to the end),
+/// then per mutation (op: p put, d delete, a add, m max; key; operand).
+/// Returns the commit version, or -1 - the current version on conflict.
+const COMMIT: &str = r#"
+local snap = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local ranges = tonumber(ARGV[3])
+local pos = 4
+local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
+local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
+if ranges > 0 and snap < horizon then return stale end
+for r = 1, ranges do
+  local from, to, kind = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2]
+  pos = pos + 3
+  if kind == 'p' then
+    local ver = redis.call('HGET', KEYS[3], from)
+    if ver and tonumber(ver) > snap then return stale end
+  else
+    local hi = '+'
+    if kind == '1' then hi = '(' .. to end
+    for _, key in ipairs(redis.call('ZRANGEBYLEX', KEYS[4], '[' .. from, hi)) do
+      local ver = redis.call('HGET', KEYS[3], key)
+      if ver and tonumber(ver) > snap then return stale end
+    end
+  end
+end
+local function counter(op, cur, operand)
+  cur = string.sub(cur, 1, 8) .. string.rep('\0', 8 - math.min(#cur, 8))
+  if op == 'm' then
+    for b = 8, 1, -1 do
+      local x, y = string.byte(cur, b), string.byte(operand, b)
+      if x ~= y then
+        if x > y then return cur end
+        return operand
+      end
+    end
+    return cur
+  end
+  local bytes, carry = {}, 0
+  for b = 1, 8 do
+    local s = string.byte(cur, b) + string.byte(operand, b) + carry
+    bytes[b] = s % 256
+    carry = math.floor(s / 256)
+  end
+  return string.char(unpack(bytes))
+end
+local version = redis.call('INCR', KEYS[1])
+while pos <= #ARGV do
+  local op, key, operand = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2]
+  pos = pos + 3
+  if op == 'd' then
+    if redis.call('HDEL', KEYS[2], key) == 1 then
+      redis.call('HSET', KEYS[3], key, version)
+      redis.call('ZADD', KEYS[5], version, key)
+    end
+  else
+    local value = operand
+    if op ~= 'p' then
+      value = counter(op, redis.call('HGET', KEYS[2], key) or '', operand)
+    end
+    redis.call('HSET', KEYS[2], key, value)
+    redis.call('HSET', KEYS[3], key, version)
+    redis.call('ZADD', KEYS[4], 0, key)
+    redis.call('ZREM', KEYS[5], key)
+  end
+end
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', version - window, 'WITHSCORES', 'LIMIT', 0, 16)
+for j = 1, #old, 2 do
+  redis.call('ZREM', KEYS[4], old[j])
+  redis.call('HDEL', KEYS[3], old[j])
+  redis.call('ZREM', KEYS[5], old[j])
+  if tonumber(old[j + 1]) > horizon then horizon = tonumber(old[j + 1]) end
+end
+if #old > 0 then redis.call('SET', KEYS[6], horizon) end
+return version
+"#;
+
+struct Scripts {
+    read: Script,
+    scan: Script,
+    commit: Script,
+}
+
+pub struct RedisEngine {
+    info: redis::ConnectionInfo,
+    /// Where the server is, for messages (no password).
+    address: String,
+    keys: Arc<[String; 6]>,
+    conn: OnceCell<ConnectionManager>,
+    scripts: Arc<Scripts>,
+    /// The newest commit version this process has seen (read or written).
+    latest: Arc<AtomicU64>,
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl RedisEngine {
+    /// An engine for the server at `endpoint`; it connects at the first
+    /// transaction.
+    pub fn new(
+        tls: bool,
+        endpoint: &Endpoint,
+        db: u32,
+        credentials: &Credentials,
+        params: &[(String, String)],
+    ) -> KvResult<RedisEngine> {
+        for (name, _) in params {
+            if name != "prefix" && name != "insecure" {
+                return Err(KvError::Fatal(format!(
+                    "unknown redis URL parameter '{name}' (known: prefix, insecure)"
+                )));
+            }
+        }
+        let addr = if tls {
+            ConnectionAddr::TcpTls {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                insecure: param(params, "insecure").is_some_and(|v| v == "1" || v == "true"),
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
+        };
+        let mut settings = RedisConnectionInfo::default().set_db(i64::from(db));
+        if let Some(user) = &credentials.user {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &credentials.password {
+            settings = settings.set_password(password.expose());
+        }
+        let info = addr
+            .into_connection_info()
+            .map_err(|e| KvError::Fatal(format!("redis: {e}")))?
+            .set_redis_settings(settings);
+        let prefix = param(params, "prefix").unwrap_or("jfs");
+        let keys = ["c", "v", "n", "i", "t", "h"].map(|k| format!("{prefix}:{k}"));
+        Ok(RedisEngine {
+            info,
+            address: format!("{}{endpoint}/{db}", if tls { "rediss://" } else { "" }),
+            keys: Arc::new(keys),
+            conn: OnceCell::new(),
+            scripts: Arc::new(Scripts {
+                read: Script::new(READ),
+                scan: Script::new(SCAN),
+                commit: Script::new(COMMIT),
+            }),
+            latest: Arc::default(),
+        })
+    }
+
+    async fn conn(&self) -> KvResult<ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let client = redis::Client::open(self.info.clone())
+                    .map_err(|e| connect_error(&self.address, &e))?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_number_of_retries(2);
+                client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(|e| connect_error(&self.address, &e))
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+}
+
+fn connect_error(address: &str, e: &redis::RedisError) -> KvError {
+    let text = e.to_string();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("invalid password")
+        || text.contains("NOAUTH")
+        || text.contains("Authentication required")
+    {
+        return KvError::Fatal(format!(
+            "redis at {address}: authentication failed (no password, or a wrong user name or password): give them in the URL (redis://USER:PASSWORD@host/db) or in META_PASSWORD / REDIS_PASSWORD"
+        ));
+    }
+    if e.is_connection_refusal() || e.is_timeout() || e.is_io_error() {
+        return KvError::Transient(format!(
+            "redis at {address} does not answer ({text}): check that redis-server runs there and the address and port are right"
+        ));
+    }
+    KvError::Fatal(format!("redis at {address}: {text}"))
+}
+
+/// Errors of a read: the server may be back on the next attempt.
+fn read_error(e: &redis::RedisError) -> KvError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+        return KvError::Transient(format!("redis: {e}"));
+    }
+    let text = e.to_string();
+    if text.contains("OOM") {
+        return KvError::Fatal(format!(
+            "redis is out of memory (maxmemory reached): {text}; raise maxmemory or free space, metadata must not be evicted"
+        ));
+    }
+    if text.contains("LOADING") || text.contains("BUSY") || text.contains("TRYAGAIN") {
+        return KvError::Transient(format!("redis: {text}"));
+    }
+    KvError::Fatal(format!("redis: {text}"))
+}
+
+#[async_trait]
+impl Engine for RedisEngine {
+    fn name(&self) -> &'static str {
+        ENGINE_NAME
+    }
+
+    fn limits(&self) -> Limits {
+        LIMITS
+    }
+
+    async fn begin(&self) -> KvResult<Box<dyn EngineTxn>> {
+        Ok(Box::new(RedisTxn {
+            conn: self.conn().await?,
+            keys: self.keys.clone(),
+            scripts: self.scripts.clone(),
+            snapshot: None,
+            seen: HashMap::new(),
+            floor: self.latest.load(Ordering::Relaxed),
+            latest: self.latest.clone(),
+        }))
+    }
+
+    async fn sync(&self) -> KvResult<()> {
+        // What Redis acknowledged is as durable as its appendfsync setting.
+        Ok(())
+    }
+
+    async fn notes(&self) -> KvResult<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let started = Instant::now();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| connect_error(&self.address, &e))?;
+        let ping = started.elapsed();
+        let mut notes = vec![format!(
+            "redis at {}: ping {:.2} ms",
+            self.address,
+            ping.as_secs_f64() * 1000.0
+        )];
+        // CONFIG may be disabled (managed services): then say nothing.
+        let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        if let Ok(policy) = policy {
+            if let Some(value) = policy.get(1).filter(|v| v.as_str() != "noeviction") {
+                notes.push(format!(
+                    "warning: redis maxmemory-policy is '{value}': Redis may evict metadata when memory is full and the volume would lose files; set it to 'noeviction' (CONFIG SET maxmemory-policy noeviction, and in redis.conf)"
+                ));
+            }
+        }
+        Ok(notes)
+    }
+}
+
+struct RedisTxn {
+    conn: ConnectionManager,
+    keys: Arc<[String; 6]>,
+    scripts: Arc<Scripts>,
+    /// The commit version this transaction reads at; fixed by its first read.
+    snapshot: Option<u64>,
+    /// What this transaction has read, so that reading again agrees.
+    seen: HashMap<Key, Option<Value>>,
+    /// The engine's newest version seen, at begin.
+    floor: u64,
+    latest: Arc<AtomicU64>,
+}
+
+impl RedisTxn {
+    fn invocation<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in self.keys.iter() {
+            invocation.key(key);
+        }
+        invocation.arg(self.snapshot.map(|s| s.to_string()).unwrap_or_default());
+        invocation
+    }
+
+    /// Takes the snapshot from a read's answer; -1 means a key changed
+    /// after the snapshot.
+    fn take_snapshot(&mut self, first: Option<&redis::Value>) -> KvResult<()> {
+        match first {
+            Some(redis::Value::Int(v)) if *v >= 0 => {
+                self.snapshot.get_or_insert(*v as u64);
+                self.latest.fetch_max(*v as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Some(redis::Value::Int(_)) => Err(KvError::Conflict(
+                "redis: a key read was written after this transaction's snapshot".into(),
+            )),
+            other => Err(KvError::Fatal(format!(
+                "redis: unexpected answer to a read: {other:?}"
+            ))),
+        }
+    }
+}
+
+fn bytes(value: redis::Value) -> KvResult<Option<Value>> {
+    match value {
+        redis::Value::Nil => Ok(None),
+        redis::Value::BulkString(b) => Ok(Some(b)),
+        redis::Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        other => Err(KvError::Fatal(format!(
+            "redis: unexpected value in an answer: {other:?}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl EngineTxn for RedisTxn {
+    async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        Ok(self
+            .batch_get(&[key.to_vec()])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    async fn batch_get(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
+        let missing: Vec<&Key> = keys
+            .iter()
+            .filter(|k| !self.seen.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            let mut invocation = self.invocation(&self.scripts.read);
+            for key in &missing {
+                invocation.arg(key.as_slice());
+            }
+            let answer: Vec<redis::Value> = invocation
+                .invoke_async(&mut self.conn)
+                .await
+                .map_err(|e| read_error(&e))?;
+            self.take_snapshot(answer.first())?;
+            if answer.len() > missing.len() + 1 {
+                return Err(KvError::Fatal("redis: read answer too long".into()));
+            }
+            let mut values = answer.into_iter().skip(1);
+            for key in missing {
+                // Trailing nils of a Lua table are cut off: missing is nil.
+                let value = values.next().map(bytes).transpose()?.flatten();
+                self.seen.insert(key.clone(), value);
+            }
+        }
+        Ok(keys.iter().map(|k| self.seen[k].clone()).collect())
+    }
+
+    async fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> KvResult<Vec<(Key, Value)>> {
+        if limit == 0 || range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.invocation(&self.scripts.scan);
+        invocation
+            .arg(range.start.as_slice())
+            .arg(range.end.as_deref().unwrap_or_default())
+            .arg(if range.end.is_some() { "1" } else { "0" })
+            .arg(limit.min(i64::MAX as usize) as u64)
+            .arg(if reverse { "1" } else { "0" })
+            .arg(limit.clamp(1, SCAN_BATCH) as u64 + 8);
+        let answer: Vec<redis::Value> = invocation
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| read_error(&e))?;
+        self.take_snapshot(answer.first())?;
+        let mut entries = Vec::with_capacity(answer.len() / 2);
+        let mut rest = answer.into_iter().skip(1);
+        while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
+            let (Some(key), Some(value)) = (bytes(key)?, bytes(value)?) else {
+                return Err(KvError::Fatal("redis: nil in a scan answer".into()));
+            };
+            entries.push((key, value));
+        }
+        Ok(entries)
+    }
+
+    async fn commit(mut self: Box<Self>, request: CommitRequest) -> KvResult<()> {
+        if request.mutations.is_empty() {
+            return Ok(());
+        }
+        if self.snapshot.is_none() && !request.read_conflicts.is_empty() {
+            // Declared conflicts without reads: check them against the
+            // newest version this process had seen when the transaction
+            // began (older than its true start: only more conservative).
+            self.snapshot = Some(self.floor);
+        }
+        let mut invocation = self.invocation(&self.scripts.commit);
+        invocation.arg(TOMBSTONE_WINDOW);
+        invocation.arg(request.read_conflicts.len());
+        for range in &request.read_conflicts {
+            let point = range.end.as_deref() == Some(key_after(&range.start).as_slice());
+            invocation
+                .arg(range.start.as_slice())
+                .arg(range.end.as_deref().unwrap_or_default())
+                .arg(match (&range.end, point) {
+                    (_, true) => "p",
+                    (Some(_), false) => "1",
+                    (None, false) => "0",
+                });
+        }
+        for (key, mutation) in &request.mutations {
+            let (op, operand): (&str, Vec<u8>) = match mutation {
+                Mutation::Put(value) => ("p", value.clone()),
+                Mutation::Delete => ("d", Vec::new()),
+                Mutation::Add(delta) => ("a", delta.to_le_bytes().to_vec()),
+                Mutation::Max(at_least) => ("m", at_least.to_le_bytes().to_vec()),
+            };
+            invocation.arg(op).arg(key.as_slice()).arg(operand);
+        }
+        let answer: redis::RedisResult<i64> = invocation.invoke_async(&mut self.conn).await;
+        match answer {
+            Ok(v) if v >= 0 => {
+                self.latest.fetch_max(v as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(v) => {
+                // A retry checks against at least the current version.
+                self.latest.fetch_max((-1 - v) as u64, Ordering::Relaxed);
+                Err(KvError::Conflict(
+                    "redis: a key this transaction read was written after its snapshot".into(),
+                ))
+            }
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Err(
+                KvError::MaybeCommitted(format!("redis: connection lost during commit: {e}")),
+            ),
+            Err(e) => Err(read_error(&e)),
+        }
+    }
+}
