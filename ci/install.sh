@@ -11,7 +11,7 @@ need_apt gcc libc6-dev pkg-config fuse3 psmisc
 # protoc builds the etcd client; etcd-server runs the test cluster.
 need_apt protobuf-compiler etcd-server etcd-client
 # The Redis, PostgreSQL and MariaDB servers of the engine tests.
-need_apt redis-server redis-tools
+need_apt redis-server redis-tools postgresql mariadb-server mariadb-client
 # bindgen of the FoundationDB bindings (cargo feature `fdb`) needs libclang;
 # the multi-host test needs ip and nsenter.
 need_apt libclang-dev iproute2 util-linux

@@ -28,6 +28,8 @@ fn main() {
         if engine == "redis" {
             tests.push(("url_forms_and_password_sources", redis_url_forms));
             tests.push(("eviction_policy_warning", redis_eviction_warning));
+        } else {
+            tests.push(("password_sources_and_wrong_password", sql_passwords));
         }
         for (name, test) in tests {
             let given = url.clone();
@@ -283,6 +285,41 @@ fn redis_url_forms(url: &str) -> Result<(), Failed> {
         .arg(&user)
         .exec(&mut conn)?;
     Ok(())
+}
+
+/// `scheme://user:password@rest` split at the password.
+fn split_password(url: &str) -> Result<(String, String, String), Failed> {
+    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
+    let (auth, host) = rest.rsplit_once('@').ok_or("the test URL has no user")?;
+    let (user, password) = auth.split_once(':').ok_or("the test URL has no password")?;
+    Ok((
+        format!("{scheme}://{user}"),
+        password.to_string(),
+        format!("@{host}"),
+    ))
+}
+
+/// The password from META_PASSWORD; a wrong one fails clearly and is
+/// never shown.
+fn sql_passwords(url: &str) -> Result<(), Failed> {
+    let dir = temp_dir();
+    let (head, password, tail) = split_password(url)?;
+    let without = unique(&format!("{head}{tail}"));
+    succeeded(
+        &format_with(&without, dir.path(), &[("META_PASSWORD", &password)]),
+        "password from META_PASSWORD",
+    )?;
+    let wrong = "not-the-password-42";
+    failed_cleanly(
+        &format_with(&unique(&format!("{head}:{wrong}{tail}")), dir.path(), &[]),
+        "authentication failed",
+        &[wrong, &password],
+    )?;
+    failed_cleanly(
+        &format_with(&without, dir.path(), &[("META_PASSWORD", wrong)]),
+        "authentication failed",
+        &[wrong, &password],
+    )
 }
 
 /// A server that may evict keys gets a warning at format and mount.

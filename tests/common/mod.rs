@@ -117,7 +117,10 @@ impl EngineUnderTest {
                 format!("{}/t{unique:016x}", url.trim_end_matches('/'))
             } else if url.starts_with("fdb://") {
                 format!("{url}-t{unique:016x}")
-            } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+            } else if ["redis://", "rediss://", "postgres://", "mysql://"]
+                .iter()
+                .any(|s| url.starts_with(s))
+            {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{sep}prefix=t{unique:016x}")
             } else {
