@@ -20,6 +20,7 @@ cargo clippy --lib --features tikv,fdb --quiet -- -D warnings
 . ci/etcd.sh
 . ci/redis.sh
 . ci/postgres.sh
+. ci/mysql.sh
 log "cargo test"
 # Missing POSIX suite tools fail the run here instead of being skipped.
 export JFS_REQUIRE_SUITES=1

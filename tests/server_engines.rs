@@ -92,15 +92,16 @@ fn temp_dir() -> tempfile::TempDir {
 
 fn mount_at(meta: &str, dir: &Path, at: &str) -> Output {
     let p = |s: &str| dir.join(s).display().to_string();
+    let name = at.rsplit('/').next().unwrap_or("m");
     jfs(&[
         "mount",
         "-d",
         meta,
         at,
         "--cache-dir",
-        &p(&format!("cache-{}", at.len())),
+        &p(&format!("cache-{name}")),
         "--log",
-        &p(&format!("log-{}", at.rsplit('/').next().unwrap_or("m"))),
+        &p(&format!("log-{name}")),
     ])
 }
 

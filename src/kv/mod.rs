@@ -21,6 +21,8 @@ mod faults;
 pub mod fdb;
 pub mod local;
 mod mem;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

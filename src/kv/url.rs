@@ -356,6 +356,18 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             credentials,
             params,
         )?)),
+        #[cfg(feature = "mysql")]
+        MetaUrl::Mysql {
+            endpoint,
+            database,
+            credentials,
+            params,
+        } => Ok(Arc::new(super::mysql::MysqlEngine::new(
+            endpoint,
+            database,
+            credentials,
+            params,
+        )?)),
         #[cfg(feature = "sqlite")]
         MetaUrl::Sqlite { path } => Ok(Arc::new(super::local::sqlite::open_file(path)?)),
         #[cfg(feature = "tikv")]
@@ -368,13 +380,14 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             prefix,
         } => Ok(Arc::new(super::fdb::FdbEngine::new(cluster_file, prefix)?)),
         other => Err(KvError::Fatal(format!(
-            "this jfs was built without the `{}` metadata engine (cargo feature `{}`); available: {} (a path), mem{}{}{}{}{}{}",
+            "this jfs was built without the `{}` metadata engine (cargo feature `{}`); available: {} (a path), mem{}{}{}{}{}{}{}",
             other.engine(),
             other.engine(),
             fjall::ENGINE_NAME,
             if cfg!(feature = "sqlite") { ", sqlite3" } else { "" },
             if cfg!(feature = "redis") { ", redis" } else { "" },
             if cfg!(feature = "postgres") { ", postgres" } else { "" },
+            if cfg!(feature = "mysql") { ", mysql" } else { "" },
             if cfg!(feature = "etcd") { ", etcd" } else { "" },
             if cfg!(feature = "tikv") { ", tikv" } else { "" },
             if cfg!(feature = "fdb") { ", fdb" } else { "" },
