@@ -35,9 +35,9 @@
 //! URL: `redis://[user][:pass]@host:6379/DB[?prefix=P]`, `rediss://` for
 //! TLS (`?insecure=1` skips host name checks).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -80,7 +80,8 @@ for i = 2, #ARGV do
   elseif snap < horizon then
     return {-1}
   end
-  out[i] = redis.call('HGET', KEYS[2], ARGV[i])
+  out[2 * i - 2] = redis.call('HGET', KEYS[2], ARGV[i])
+  out[2 * i - 1] = tonumber(ver or '0')
 end
 return out
 "#;
@@ -112,7 +113,8 @@ while true do
     if value then
       out[#out + 1] = key
       out[#out + 1] = value
-      if #out >= 2 * limit + 1 then return out end
+      out[#out + 1] = tonumber(ver or '0')
+      if #out >= 3 * limit + 1 then return out end
     end
   end
   if #keys < batch then return out end
@@ -121,17 +123,25 @@ end
 "#;
 
 /// ARGV: snapshot ('' when nothing was read), tombstone window, number of
-/// conflict ranges,
+/// keys answered from what the engine knew, then per key (key, version it
+/// must still have), number of conflict ranges,
 /// then per range (start, end, kind: p point, 1 bounded, 0 to the end),
 /// then per mutation (op: p put, d delete, a add, m max; key; operand).
 /// Returns the commit version, or -1 - the current version on conflict.
 const COMMIT: &str = r#"
 local snap = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local ranges = tonumber(ARGV[3])
+local verify = tonumber(ARGV[3])
 local pos = 4
 local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
 local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
+for v = 1, verify do
+  local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[pos]) or '0')
+  if ver ~= tonumber(ARGV[pos + 1]) then return stale end
+  pos = pos + 2
+end
+local ranges = tonumber(ARGV[pos])
+pos = pos + 1
 if ranges > 0 and snap < horizon then return stale end
 for r = 1, ranges do
   local from, to, kind = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2]
@@ -199,10 +209,74 @@ if #old > 0 then redis.call('SET', KEYS[6], horizon) end
 return version
 "#;
 
+/// ARGV: snapshot ('' if none), number of pairs, pairs (key, version it
+/// must still have), then keys read at the snapshot, which must not have
+/// changed since. Returns 1, or -1 - the current version if one changed.
+const VERIFY: &str = r#"
+local snap = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
+local pos = 3
+for i = 1, count do
+  local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[pos]) or '0')
+  if ver ~= tonumber(ARGV[pos + 1]) then return stale end
+  pos = pos + 2
+end
+if snap then
+  local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if pos <= #ARGV and snap < horizon then return stale end
+  for i = pos, #ARGV do
+    local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+    if ver > snap then return stale end
+  end
+end
+return 1
+"#;
+
 struct Scripts {
     read: Script,
     scan: Script,
     commit: Script,
+    verify: Script,
+}
+
+/// What this process last saw of keys: value and version. Tracked reads
+/// are answered from it and the commit (or `finish`) checks that each
+/// answer's version is still the key's version; a stale entry costs a
+/// retry, never a wrong answer.
+#[derive(Default)]
+struct Known(Mutex<HashMap<Key, (Option<Value>, u64)>>);
+
+/// Entries kept before the cache starts over.
+const KNOWN_CAPACITY: usize = 200_000;
+
+impl Known {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Option<Value>, u64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn learn(&self, entries: impl IntoIterator<Item = (Key, Option<Value>, u64)>) {
+        let mut map = self.lock();
+        for (key, value, version) in entries {
+            if map.len() >= KNOWN_CAPACITY {
+                map.clear();
+            }
+            match map.get(&key) {
+                // Never replace a newer version with an older one.
+                Some((_, known)) if *known > version => {}
+                _ => {
+                    map.insert(key, (value, version));
+                }
+            }
+        }
+    }
+
+    fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) {
+        let mut map = self.lock();
+        for key in keys {
+            map.remove(key);
+        }
+    }
 }
 
 pub struct RedisEngine {
@@ -214,6 +288,7 @@ pub struct RedisEngine {
     scripts: Arc<Scripts>,
     /// The newest commit version this process has seen (read or written).
     latest: Arc<AtomicU64>,
+    known: Arc<Known>,
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -272,7 +347,9 @@ impl RedisEngine {
                 read: Script::new(READ),
                 scan: Script::new(SCAN),
                 commit: Script::new(COMMIT),
+                verify: Script::new(VERIFY),
             }),
+            known: Arc::default(),
             latest: Arc::default(),
         })
     }
@@ -353,6 +430,8 @@ impl Engine for RedisEngine {
             seen: HashMap::new(),
             floor: self.latest.load(Ordering::Relaxed),
             latest: self.latest.clone(),
+            known: self.known.clone(),
+            verify: Vec::new(),
         }))
     }
 
@@ -402,6 +481,9 @@ struct RedisTxn {
     /// The engine's newest version seen, at begin.
     floor: u64,
     latest: Arc<AtomicU64>,
+    known: Arc<Known>,
+    /// Keys answered from `known`, with the version each must still have.
+    verify: Vec<(Key, u64)>,
 }
 
 impl RedisTxn {
@@ -444,6 +526,59 @@ fn bytes(value: redis::Value) -> KvResult<Option<Value>> {
     }
 }
 
+fn version(value: Option<redis::Value>) -> KvResult<u64> {
+    match value {
+        Some(redis::Value::Int(v)) if v >= 0 => Ok(v as u64),
+        other => Err(KvError::Fatal(format!(
+            "redis: unexpected version in an answer: {other:?}"
+        ))),
+    }
+}
+
+impl RedisTxn {
+    /// Reads `keys` at the snapshot (one script call); remembers them.
+    async fn fetch(&mut self, keys: &[&Key]) -> KvResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.invocation(&self.scripts.read);
+        for key in keys {
+            invocation.arg(key.as_slice());
+        }
+        let answer: Vec<redis::Value> = invocation
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| read_error(&e))?;
+        self.take_snapshot(answer.first())?;
+        if answer.len() != 2 * keys.len() + 1 {
+            return Err(KvError::Fatal(format!(
+                "redis: read answer of {} items for {} keys",
+                answer.len(),
+                keys.len()
+            )));
+        }
+        let mut rest = answer.into_iter().skip(1);
+        let mut learned = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value = rest.next().map(bytes).transpose()?.flatten();
+            let version = version(rest.next())?;
+            self.seen.insert((*key).clone(), value.clone());
+            learned.push(((*key).clone(), value, version));
+        }
+        self.known.learn(learned);
+        Ok(())
+    }
+
+    /// Forgets what this transaction read and wrote: after a conflict or
+    /// an unknown outcome, what the engine knew of them may be stale.
+    fn forget_all(&self, request: Option<&CommitRequest>) {
+        self.known.forget(self.seen.keys());
+        if let Some(request) = request {
+            self.known.forget(request.mutations.iter().map(|(k, _)| k));
+        }
+    }
+}
+
 #[async_trait]
 impl EngineTxn for RedisTxn {
     async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
@@ -459,27 +594,69 @@ impl EngineTxn for RedisTxn {
             .iter()
             .filter(|k| !self.seen.contains_key(*k))
             .collect();
-        if !missing.is_empty() {
-            let mut invocation = self.invocation(&self.scripts.read);
-            for key in &missing {
-                invocation.arg(key.as_slice());
-            }
-            let answer: Vec<redis::Value> = invocation
-                .invoke_async(&mut self.conn)
-                .await
-                .map_err(|e| read_error(&e))?;
-            self.take_snapshot(answer.first())?;
-            if answer.len() > missing.len() + 1 {
-                return Err(KvError::Fatal("redis: read answer too long".into()));
-            }
-            let mut values = answer.into_iter().skip(1);
-            for key in missing {
-                // Trailing nils of a Lua table are cut off: missing is nil.
-                let value = values.next().map(bytes).transpose()?.flatten();
-                self.seen.insert(key.clone(), value);
+        self.fetch(&missing).await?;
+        Ok(keys.iter().map(|k| self.seen[k].clone()).collect())
+    }
+
+    async fn get_tracked(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        Ok(self
+            .batch_get_tracked(&[key.to_vec()])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    async fn batch_get_tracked(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
+        let mut missing: Vec<&Key> = Vec::new();
+        {
+            let known = self.known.lock();
+            for key in keys {
+                if self.seen.contains_key(key) {
+                    continue;
+                }
+                match known.get(key) {
+                    Some((value, version)) => {
+                        self.seen.insert(key.clone(), value.clone());
+                        self.verify.push((key.clone(), *version));
+                    }
+                    None => missing.push(key),
+                }
             }
         }
+        self.fetch(&missing).await?;
         Ok(keys.iter().map(|k| self.seen[k].clone()).collect())
+    }
+
+    async fn finish(mut self: Box<Self>) -> KvResult<()> {
+        if self.verify.is_empty() {
+            return Ok(());
+        }
+        // Answers from what the engine knew hold now; so must the ones
+        // read at the snapshot, for all of them to hold at one time.
+        let mut invocation = self.invocation(&self.scripts.verify);
+        invocation.arg(self.verify.len());
+        let verified: HashSet<&[u8]> = self.verify.iter().map(|(k, _)| k.as_slice()).collect();
+        for (key, version) in &self.verify {
+            invocation.arg(key.as_slice()).arg(*version);
+        }
+        for key in self.seen.keys() {
+            if !verified.contains(key.as_slice()) {
+                invocation.arg(key.as_slice());
+            }
+        }
+        let answer: i64 = invocation
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| read_error(&e))?;
+        if answer >= 0 {
+            return Ok(());
+        }
+        self.latest
+            .fetch_max((-1 - answer) as u64, Ordering::Relaxed);
+        self.forget_all(None);
+        Err(KvError::Conflict(
+            "redis: a key read was written since this process last saw it".into(),
+        ))
     }
 
     async fn scan(
@@ -504,31 +681,52 @@ impl EngineTxn for RedisTxn {
             .await
             .map_err(|e| read_error(&e))?;
         self.take_snapshot(answer.first())?;
-        let mut entries = Vec::with_capacity(answer.len() / 2);
+        let mut entries = Vec::with_capacity(answer.len() / 3);
+        let mut learned = Vec::with_capacity(answer.len() / 3);
         let mut rest = answer.into_iter().skip(1);
-        while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
-            let (Some(key), Some(value)) = (bytes(key)?, bytes(value)?) else {
+        while let Some(key) = rest.next() {
+            let (Some(key), Some(value)) =
+                (bytes(key)?, rest.next().map(bytes).transpose()?.flatten())
+            else {
                 return Err(KvError::Fatal("redis: nil in a scan answer".into()));
             };
+            learned.push((key.clone(), Some(value.clone()), version(rest.next())?));
             entries.push((key, value));
         }
+        self.known.learn(learned);
         Ok(entries)
     }
 
     async fn commit(mut self: Box<Self>, request: CommitRequest) -> KvResult<()> {
         if request.mutations.is_empty() {
-            return Ok(());
+            return self.finish().await;
         }
-        if self.snapshot.is_none() && !request.read_conflicts.is_empty() {
-            // Declared conflicts without reads: check them against the
-            // newest version this process had seen when the transaction
-            // began (older than its true start: only more conservative).
+        // Points answered from what the engine knew are checked by
+        // version; the rest against the snapshot.
+        let verified: HashSet<&[u8]> = self.verify.iter().map(|(k, _)| k.as_slice()).collect();
+        let ranges: Vec<&KeyRange> = request
+            .read_conflicts
+            .iter()
+            .filter(|r| {
+                !(r.end.as_deref() == Some(key_after(&r.start).as_slice())
+                    && verified.contains(r.start.as_slice()))
+            })
+            .collect();
+        if self.snapshot.is_none() && !ranges.is_empty() {
+            // Conflicts without a read at the snapshot: check them against
+            // the newest version this process had seen when the
+            // transaction began (older than its true start: only more
+            // conservative).
             self.snapshot = Some(self.floor);
         }
         let mut invocation = self.invocation(&self.scripts.commit);
         invocation.arg(TOMBSTONE_WINDOW);
-        invocation.arg(request.read_conflicts.len());
-        for range in &request.read_conflicts {
+        invocation.arg(self.verify.len());
+        for (key, version) in &self.verify {
+            invocation.arg(key.as_slice()).arg(*version);
+        }
+        invocation.arg(ranges.len());
+        for range in ranges {
             let point = range.end.as_deref() == Some(key_after(&range.start).as_slice());
             invocation
                 .arg(range.start.as_slice())
@@ -540,31 +738,51 @@ impl EngineTxn for RedisTxn {
                 });
         }
         for (key, mutation) in &request.mutations {
-            let (op, operand): (&str, Vec<u8>) = match mutation {
-                Mutation::Put(value) => ("p", value.clone()),
-                Mutation::Delete => ("d", Vec::new()),
-                Mutation::Add(delta) => ("a", delta.to_le_bytes().to_vec()),
-                Mutation::Max(at_least) => ("m", at_least.to_le_bytes().to_vec()),
+            let (op, operand): (&str, &[u8]) = match mutation {
+                Mutation::Put(value) => ("p", value),
+                Mutation::Delete => ("d", &[]),
+                Mutation::Add(delta) => ("a", &delta.to_le_bytes()),
+                Mutation::Max(at_least) => ("m", &at_least.to_le_bytes()),
             };
             invocation.arg(op).arg(key.as_slice()).arg(operand);
         }
         let answer: redis::RedisResult<i64> = invocation.invoke_async(&mut self.conn).await;
         match answer {
             Ok(v) if v >= 0 => {
-                self.latest.fetch_max(v as u64, Ordering::Relaxed);
+                let v = v as u64;
+                self.latest.fetch_max(v, Ordering::Relaxed);
+                // Puts are known exactly; deletes of keys that may not
+                // have existed, adds and maxes are not.
+                let mut learned = Vec::new();
+                let mut unknown = Vec::new();
+                for (key, mutation) in &request.mutations {
+                    match mutation {
+                        Mutation::Put(value) => learned.push((key.clone(), Some(value.clone()), v)),
+                        _ => unknown.push(key),
+                    }
+                }
+                self.known.forget(unknown);
+                self.known.learn(learned);
                 Ok(())
             }
             Ok(v) => {
                 // A retry checks against at least the current version.
                 self.latest.fetch_max((-1 - v) as u64, Ordering::Relaxed);
+                self.forget_all(Some(&request));
                 Err(KvError::Conflict(
-                    "redis: a key this transaction read was written after its snapshot".into(),
+                    "redis: a key this transaction read was written after it was read".into(),
                 ))
             }
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Err(
-                KvError::MaybeCommitted(format!("redis: connection lost during commit: {e}")),
-            ),
-            Err(e) => Err(read_error(&e)),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                self.forget_all(Some(&request));
+                Err(KvError::MaybeCommitted(format!(
+                    "redis: connection lost during commit: {e}"
+                )))
+            }
+            Err(e) => {
+                self.forget_all(Some(&request));
+                Err(read_error(&e))
+            }
         }
     }
 }

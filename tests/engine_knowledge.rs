@@ -1,8 +1,9 @@
-//! The etcd engine answers tracked reads from what it last saw of a key and
-//! verifies the answer at commit: two engines (two hosts) on one key space,
-//! one changing a key the other remembers. The stale answer must never
-//! decide anything: a writing transaction and a read-only one both retry
-//! and see the new value. Ignored without JFS_TEST_ETCD.
+//! The etcd and Redis engines answer tracked reads from what they last saw
+//! of a key and verify the answer at commit: two engines (two hosts) on one
+//! key space, one changing a key the other remembers. The stale answer must
+//! never decide anything: a writing transaction and a read-only one both
+//! retry and see the new value. Ignored without JFS_TEST_ETCD /
+//! JFS_TEST_REDIS.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -14,12 +15,14 @@ fn open(url: &str) -> Result<Db, Failed> {
     Ok(Db::new(engine, DbOptions::default()))
 }
 
-async fn stale_answers_never_decide(cluster: String) -> Result<(), Failed> {
-    let url = format!(
-        "{}/knowledge-{:016x}",
-        cluster.trim_end_matches('/'),
-        fastrand::u64(..)
-    );
+async fn stale_answers_never_decide(server: String) -> Result<(), Failed> {
+    let tag = format!("knowledge-{:016x}", fastrand::u64(..));
+    let url = if server.starts_with("etcd://") {
+        format!("{}/{tag}", server.trim_end_matches('/'))
+    } else {
+        let sep = if server.contains('?') { '&' } else { '?' };
+        format!("{server}{sep}prefix={tag}")
+    };
     let (a, b) = (open(&url)?, open(&url)?);
     // A sees the key absent, then B creates it.
     let seen = a
@@ -71,14 +74,20 @@ async fn stale_answers_never_decide(cluster: String) -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let cluster = std::env::var("JFS_TEST_ETCD")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let skip = cluster.is_none();
-    let cluster = cluster.unwrap_or_default();
-    let trials = vec![Trial::test("etcd_stale_knowledge_never_decides", move || {
-        tokio::runtime::Runtime::new()?.block_on(stale_answers_never_decide(cluster))
-    })
-    .with_ignored_flag(skip)];
+    let mut trials = Vec::new();
+    for (engine, var) in [("etcd", "JFS_TEST_ETCD"), ("redis", "JFS_TEST_REDIS")] {
+        let server = std::env::var(var).ok().filter(|v| !v.is_empty());
+        let skip = server.is_none();
+        let server = server.unwrap_or_default();
+        trials.push(
+            Trial::test(
+                format!("{engine}_stale_knowledge_never_decides"),
+                move || {
+                    tokio::runtime::Runtime::new()?.block_on(stale_answers_never_decide(server))
+                },
+            )
+            .with_ignored_flag(skip),
+        );
+    }
     libtest_mimic::run(&args, trials).exit();
 }
