@@ -379,6 +379,8 @@ pub fn open_engine(url: &MetaUrl) -> KvResult<Arc<dyn Engine>> {
             cluster_file,
             prefix,
         } => Ok(Arc::new(super::fdb::FdbEngine::new(cluster_file, prefix)?)),
+        // Unreachable when every engine feature is on.
+        #[allow(unreachable_patterns)]
         other => Err(KvError::Fatal(format!(
             "this jfs was built without the `{}` metadata engine (cargo feature `{}`); available: {} (a path), mem{}{}{}{}{}{}{}",
             other.engine(),
