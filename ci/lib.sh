@@ -2,10 +2,16 @@
 
 log() { printf '[ci] %s\n' "$*" >&2; }
 
-# Servers the ci/ scripts start: stopped by PID when the shell exits.
+# Servers the ci/ scripts start: stopped by PID when the shell exits, then
+# their data directories removed.
 ci_pids=()
+ci_dirs=()
 ci_stop_servers() {
   [ ${#ci_pids[@]} -eq 0 ] || kill "${ci_pids[@]}" 2>/dev/null || true
+  for pid in "${ci_pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  [ ${#ci_dirs[@]} -eq 0 ] || rm -rf "${ci_dirs[@]}"
 }
 trap ci_stop_servers EXIT
 

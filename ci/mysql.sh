@@ -7,6 +7,7 @@ if [ -z "${JFS_TEST_MYSQL:-}" ]; then
   command -v mariadbd >/dev/null 2>&1 || { log "mariadbd not installed (ci/install.sh installs it)"; exit 1; }
   my_port=$(free_port)
   my_dir=$(mktemp -d /tmp/jfs-ci-mysql.XXXXXX)
+  ci_dirs+=("$my_dir")
   chown mysql: "$my_dir"
   mariadb-install-db --user=mysql --datadir="$my_dir/data" --auth-root-authentication-method=socket \
     >"$my_dir/install.log" 2>&1 || { log "mariadb-install-db failed; see $my_dir/install.log"; exit 1; }

@@ -9,6 +9,7 @@ if [ -z "${JFS_TEST_POSTGRES:-}" ]; then
   [ -n "$pg_bin" ] || { log "PostgreSQL server not installed (ci/install.sh installs it)"; exit 1; }
   pg_port=$(free_port)
   pg_dir=$(mktemp -d /tmp/jfs-ci-postgres.XXXXXX)
+  ci_dirs+=("$pg_dir")
   chown postgres: "$pg_dir"
   runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >"$pg_dir/initdb.log" 2>&1 \
     || { log "initdb failed; see $pg_dir/initdb.log"; exit 1; }
