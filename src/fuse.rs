@@ -457,10 +457,19 @@ impl Filesystem for FuseFs {
                     let mut fopen = FopenFlags::empty();
                     if opened.keep_cache {
                         fopen |= FopenFlags::FOPEN_KEEP_CACHE;
-                    } else if let Some(n) = notifier.get() {
+                    } else if notifier.get().is_some() {
                         // Changed elsewhere: the kernel's cached length and
-                        // times must go too, not only its pages.
-                        let _ = n.inval_inode(node, 0, 0);
+                        // times must go too, not only its pages. The kernel
+                        // waits for pages locked by reads in flight, which
+                        // need a runtime worker to finish: wait on a
+                        // blocking thread, never on a worker (a worker
+                        // blocked here deadlocked fsx's mmap reads).
+                        let _ = tokio::task::spawn_blocking(move || {
+                            if let Some(n) = notifier.get() {
+                                let _ = n.inval_inode(node, 0, 0);
+                            }
+                        })
+                        .await;
                     }
                     reply.opened(FileHandle(opened.fh), fopen);
                 }
