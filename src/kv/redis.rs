@@ -24,6 +24,12 @@
 //! the writes under the next version: serializable, phantoms included.
 //! Adds and maxes are applied by the script: they never conflict.
 //!
+//! Tracked reads may be answered from what this process last saw of a key
+//! (value and version, from reads and its own puts): the commit then checks
+//! that the key still has that version, and a transaction that writes
+//! nothing checks it in `finish`, with its snapshot reads. A stale answer
+//! makes the transaction conflict and retry; it never decides anything.
+//!
 //! Deletes leave a tombstone so that later checks see them; tombstones
 //! more than [`TOMBSTONE_WINDOW`] versions old are dropped a few per
 //! commit, and a transaction whose snapshot is older than the dropped ones
