@@ -45,7 +45,7 @@ const LIMITS: Limits = Limits {
 
 /// Deadlocks and lock wait timeouts of the commit transaction retried in
 /// place.
-const COMMIT_ATTEMPTS: usize = 20;
+const COMMIT_ATTEMPTS: usize = 50;
 
 const SETUP: &str = "CREATE TABLE IF NOT EXISTS jfs_kv (\
      k VARBINARY(3072) NOT NULL PRIMARY KEY, v LONGBLOB NOT NULL) ENGINE=InnoDB";
@@ -479,7 +479,8 @@ impl EngineTxn for MysqlTxn {
             if !retry || attempt >= COMMIT_ATTEMPTS {
                 return result;
             }
-            tokio::time::sleep(Duration::from_micros(500 * attempt as u64)).await;
+            let pause = 500 * attempt.min(20) as u64;
+            tokio::time::sleep(Duration::from_micros(pause + fastrand::u64(..=pause))).await;
         }
     }
 }
