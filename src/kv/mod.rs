@@ -29,6 +29,8 @@ pub mod postgres;
 pub mod redis;
 mod resolver;
 mod retry;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql;
 #[cfg(feature = "tikv")]
 pub mod tikv;
 pub mod txn;

@@ -20,12 +20,12 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolOpts};
 
+use super::sql::{beyond_all_keys, pause_before_retry, COMMIT_ATTEMPTS, LIMITS};
 use super::url::{Credentials, Endpoint};
 use super::{
     counter_value, CommitRequest, Engine, EngineTxn, Key, KeyRange, KeySpace, KvError, KvResult,
@@ -33,19 +33,6 @@ use super::{
 };
 
 pub const ENGINE_NAME: &str = "mysql";
-
-/// InnoDB index keys are at most 3,072 bytes; the prefix needs room too.
-const LIMITS: Limits = Limits {
-    max_key_bytes: 2048,
-    max_value_bytes: 1 << 20,
-    max_txn_ops: 10_000,
-    max_txn_bytes: 8 << 20,
-    max_txn_duration: Duration::from_secs(60),
-};
-
-/// Deadlocks and lock wait timeouts of the commit transaction retried in
-/// place.
-const COMMIT_ATTEMPTS: usize = 50;
 
 const SETUP: &str = "CREATE TABLE IF NOT EXISTS jfs_kv (\
      k VARBINARY(3072) NOT NULL PRIMARY KEY, v LONGBLOB NOT NULL) ENGINE=InnoDB";
@@ -181,13 +168,8 @@ fn lit(bytes: &[u8]) -> String {
     s
 }
 
-/// Bigger than any key: the end of a range that runs to the end.
-fn beyond_all_keys() -> Key {
-    vec![0xFF; 3072 + 64]
-}
-
 /// One query reading every range: (range index, key, value) in order.
-fn ranges_query(ranges: &[(Key, Key)], lock: &str) -> String {
+fn ranges_query(ranges: &[(Key, Key)]) -> String {
     let mut sql = String::new();
     for (i, (start, end)) in ranges.iter().enumerate() {
         if i > 0 {
@@ -195,7 +177,7 @@ fn ranges_query(ranges: &[(Key, Key)], lock: &str) -> String {
         }
         let _ = write!(
             sql,
-            "(SELECT {i} AS i, k, v FROM jfs_kv WHERE k >= {} AND k < {}{lock})",
+            "(SELECT {i} AS i, k, v FROM jfs_kv WHERE k >= {} AND k < {})",
             lit(start),
             lit(end)
         );
@@ -428,21 +410,16 @@ impl EngineTxn for MysqlTxn {
                 )
             })
             .collect();
-        let (check, snapshot_check) = if ranges.is_empty() {
-            (None, None)
-        } else {
-            (
-                Some(ranges_query(&ranges, "")),
-                Some(ranges_query(&ranges, "")),
-            )
-        };
+        // One query for both sides: the snapshot reads it plainly, the
+        // SERIALIZABLE commit transaction with shared next-key locks.
+        let check = (!ranges.is_empty()).then(|| ranges_query(&ranges));
         let (counters, writes): (Vec<(Key, Mutation)>, Vec<(Key, Mutation)>) = request
             .mutations
             .iter()
             .map(|(k, m)| (space.key(k), m.clone()))
             .partition(|(_, m)| matches!(m, Mutation::Add(_) | Mutation::Max(_)));
         // What the snapshot holds in the conflict ranges.
-        let expected: Vec<(u64, Key, Value)> = match &snapshot_check {
+        let expected: Vec<(u64, Key, Value)> = match &check {
             Some(sql) => self
                 .reader()?
                 .query(sql.as_str())
@@ -479,8 +456,7 @@ impl EngineTxn for MysqlTxn {
             if !retry || attempt >= COMMIT_ATTEMPTS {
                 return result;
             }
-            let pause = 500 * attempt.min(20) as u64;
-            tokio::time::sleep(Duration::from_micros(pause + fastrand::u64(..=pause))).await;
+            pause_before_retry(attempt, 500).await;
         }
     }
 }

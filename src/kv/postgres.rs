@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use super::sql::{beyond_all_keys, pause_before_retry, COMMIT_ATTEMPTS, LIMITS};
 use super::url::{Credentials, Endpoint};
 use super::{
     CommitRequest, Engine, EngineTxn, Key, KeyRange, KeySpace, KvError, KvResult, Limits, Mutation,
@@ -35,23 +36,6 @@ use super::{
 };
 
 pub const ENGINE_NAME: &str = "postgres";
-
-/// B-tree entries must stay under a third of a page (about 2,700 bytes).
-const LIMITS: Limits = Limits {
-    max_key_bytes: 2048,
-    max_value_bytes: 1 << 20,
-    max_txn_ops: 10_000,
-    max_txn_bytes: 8 << 20,
-    max_txn_duration: Duration::from_secs(60),
-};
-
-/// Serialization failures of the commit transaction retried in place.
-const COMMIT_ATTEMPTS: usize = 50;
-
-/// Bigger than any key: the end of a range that runs to the end.
-fn beyond_all_keys() -> Key {
-    vec![0xFF; LIMITS.max_key_bytes + 64]
-}
 
 const SETUP: &str = r#"
 CREATE TABLE IF NOT EXISTS jfs_kv (k bytea PRIMARY KEY, v bytea NOT NULL);
@@ -662,8 +646,7 @@ impl EngineTxn for PostgresTxn {
             if !retry || attempt >= COMMIT_ATTEMPTS {
                 break result;
             }
-            let pause = 200 * attempt.min(20) as u64;
-            tokio::time::sleep(Duration::from_micros(pause + fastrand::u64(..=pause))).await;
+            pause_before_retry(attempt, 200).await;
         };
         if !writer.client.is_closed() {
             self.inner
