@@ -1,4 +1,9 @@
+// The commands use the library by its public name, as the binaries do.
+extern crate self as jfs;
+
+pub mod cmd;
 pub mod data;
+pub mod dump;
 pub mod fuse;
 pub mod kv;
 pub mod meta;

@@ -1,10 +1,9 @@
 //! The `jfs` command (also run as `mount.jfs` by mount(8)).
 
-mod cmd;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{CmdError, CmdResult};
+use jfs::cmd::{self, CmdError, CmdResult};
 
 /// jfs: a distributed POSIX file system with metadata in a transactional
 /// key-value store and data in object storage.
@@ -41,28 +40,10 @@ enum Command {
     Destroy(cmd::destroy::DestroyArgs),
     /// Measure a directory: big and small files, stat.
     Bench(cmd::bench::BenchArgs),
-}
-
-/// A mount logs at info; one-shot commands print their result and their
-/// error line, and log only with -v.
-fn init_logging(verbose: u8, quiet: bool, mount: bool) {
-    use std::io::IsTerminal;
-    let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) if !mount => "off",
-        // fjall narrates its own housekeeping at info.
-        (false, 0) => "info,fjall=warn",
-        (false, 1) => "debug,fjall=info",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+    /// Write a volume's metadata as JSON (JuiceFS's dump layout).
+    Dump(cmd::dump::DumpArgs),
+    /// Load a dump (jfs's or JuiceFS's) into an empty metadata store.
+    Load(cmd::dump::LoadArgs),
 }
 
 fn run(cli: Cli) -> CmdResult<()> {
@@ -76,6 +57,8 @@ fn run(cli: Cli) -> CmdResult<()> {
         Command::Config(a) => cmd::config::run(a),
         Command::Destroy(a) => cmd::destroy::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Dump(a) => cmd::dump::run_dump(a),
+        Command::Load(a) => cmd::dump::run_load(a),
     }
 }
 
@@ -96,7 +79,7 @@ fn main() {
     };
     let _ = cmd::EFFECTIVE_ARGS.set(argv.clone());
     let cli = Cli::parse_from(argv);
-    init_logging(
+    cmd::init_logging(
         cli.verbose,
         cli.quiet,
         matches!(cli.command, Command::Mount(_)),
@@ -107,6 +90,5 @@ fn main() {
 }
 
 fn fail(e: CmdError) -> ! {
-    eprintln!("jfs: error: {}", e.message);
-    std::process::exit(e.code);
+    cmd::fail("jfs", e)
 }

@@ -2,6 +2,8 @@
 //! volume's metadata and storage, the mount registry, errors for users.
 
 pub mod bench;
+pub mod dump;
+pub mod progress;
 pub mod config;
 pub mod destroy;
 pub mod format;
@@ -67,6 +69,34 @@ pub fn runtime() -> CmdResult<tokio::runtime::Runtime> {
         .thread_name("jfs-worker")
         .build()
         .map_err(|e| CmdError::new(format!("cannot start the runtime: {e}")))
+}
+
+/// A mount logs at info; one-shot commands print their result and their
+/// error line, and log only with -v.
+pub fn init_logging(verbose: u8, quiet: bool, mount: bool) {
+    use std::io::IsTerminal;
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) if !mount => "off",
+        // fjall narrates its own housekeeping at info.
+        (false, 0) => "info,fjall=warn",
+        (false, 1) => "debug,fjall=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints the error line of program `program` and exits with its code.
+pub fn fail(program: &str, e: CmdError) -> ! {
+    eprintln!("{program}: error: {}", e.message);
+    std::process::exit(e.code);
 }
 
 /// Parses a metadata URL; the error names the URL with its password hidden.

@@ -170,6 +170,59 @@ pub fn decode_owned(mut object: Vec<u8>) -> Result<Vec<u8>, BlockError> {
     }
 }
 
+/// How the objects of a slice are encoded: jfs's block format, or, for
+/// the slices of a volume migrated from JuiceFS, JuiceFS's (the block
+/// compressed whole or stored raw; no header, no checksum, so a damaged
+/// object is caught only when it does not decode to its named length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockDecoder {
+    Jfs,
+    JuiceFs(JuiceFsCodec),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JuiceFsCodec {
+    None,
+    Lz4,
+    Zstd,
+}
+
+impl JuiceFsCodec {
+    pub fn parse(name: &str) -> Option<JuiceFsCodec> {
+        match name {
+            "none" | "" => Some(JuiceFsCodec::None),
+            "lz4" => Some(JuiceFsCodec::Lz4),
+            "zstd" => Some(JuiceFsCodec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+impl BlockDecoder {
+    /// The data of a whole object holding `len` bytes of data.
+    pub fn decode(self, object: Vec<u8>, len: u32) -> Result<Vec<u8>, BlockError> {
+        let data = match self {
+            BlockDecoder::Jfs => decode_owned(object)?,
+            BlockDecoder::JuiceFs(JuiceFsCodec::None) => object,
+            BlockDecoder::JuiceFs(JuiceFsCodec::Lz4) => {
+                lz4_flex::block::decompress(&object, len as usize)
+                    .map_err(|e| BlockError::Corrupt(format!("lz4 block does not decode: {e}")))?
+            }
+            BlockDecoder::JuiceFs(JuiceFsCodec::Zstd) => {
+                zstd::bulk::decompress(&object, len as usize)
+                    .map_err(|e| BlockError::Corrupt(format!("zstd frame does not decode: {e}")))?
+            }
+        };
+        if data.len() != len as usize {
+            return Err(BlockError::Corrupt(format!(
+                "{} bytes, expected {len}",
+                data.len()
+            )));
+        }
+        Ok(data)
+    }
+}
+
 /// How to read `[offset, offset + len)` of an uncompressed block of
 /// `data_len` bytes with two ranged GETs: the CRCs of the pieces touched and
 /// the pieces themselves.

@@ -79,6 +79,9 @@ pub struct DataStore {
     pub(crate) disk: Option<Arc<DiskCache>>,
     /// With `--writeback`: where blocks wait for their upload.
     pub(crate) staging: Option<Arc<Staging>>,
+    /// A volume migrated from JuiceFS: slices below this id are JuiceFS's
+    /// objects, decoded with the second field.
+    pub(crate) juicefs_blocks: Option<(u64, block::JuiceFsCodec)>,
     /// Chunks being compacted, so a chunk is compacted once at a time.
     pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
 }
@@ -140,6 +143,18 @@ impl DataStore {
                 volume.compression
             )))
         })?;
+        let juicefs_blocks = match &volume.juicefs_blocks {
+            None => None,
+            Some(legacy) => Some((
+                legacy.slice_ids_below,
+                block::JuiceFsCodec::parse(&legacy.compression).ok_or_else(|| {
+                    DataError::Meta(MetaError::Volume(format!(
+                        "unknown JuiceFS compression '{}' in the volume record",
+                        legacy.compression
+                    )))
+                })?,
+            )),
+        };
         let block_size = volume.block_size_bytes;
         // The buffer holds at least one block, or no writer could proceed.
         let buffer_units = units(options.buffer_bytes.max(block_size as u64));
@@ -156,8 +171,17 @@ impl DataStore {
             cache: BlockCache::new(options.memory_cache_bytes),
             disk: options.disk_cache.map(Arc::new),
             staging: options.writeback.map(Arc::new),
+            juicefs_blocks,
             compacting: Default::default(),
         }))
+    }
+
+    /// How the objects of slice `id` are encoded.
+    pub(crate) fn decoder(&self, id: u64) -> block::BlockDecoder {
+        match self.juicefs_blocks {
+            Some((below, codec)) if id < below => block::BlockDecoder::JuiceFs(codec),
+            _ => block::BlockDecoder::Jfs,
+        }
     }
 
     /// Buffer memory in use now, in bytes.

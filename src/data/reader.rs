@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::block::{block_key, decode_owned, Codec, RangeRead};
+use super::block::{block_key, Codec, RangeRead};
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
@@ -110,7 +110,7 @@ impl DataStore {
         }
         let slot = self.cache.fetch_slot(&key);
         let result = slot
-            .get_or_try_init(|| self.fetch_block(key.clone(), len))
+            .get_or_try_init(|| self.fetch_block(id, key.clone(), len))
             .await
             .cloned();
         self.cache.fetch_done(&key);
@@ -120,14 +120,16 @@ impl DataStore {
         result
     }
 
-    async fn fetch_block(&self, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
+    async fn fetch_block(&self, id: u64, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
+        let decoder = self.decoder(id);
         // A block written with writeback may not be uploaded yet.
         if let Some(staging) = self.staging.clone() {
             let k = key.clone();
-            let staged = tokio::task::spawn_blocking(move || staging.get(&k).map(decode_owned))
-                .await
-                .ok()
-                .flatten();
+            let staged =
+                tokio::task::spawn_blocking(move || staging.get(&k).map(|o| decoder.decode(o, len)))
+                    .await
+                    .ok()
+                    .flatten();
             if let Some(decoded) = staged {
                 let data = decoded.map_err(|e| corrupt(&key, e.to_string()))?;
                 return Ok(Arc::new(data));
@@ -139,9 +141,9 @@ impl DataStore {
             let k = key.clone();
             let hit = tokio::task::spawn_blocking(move || {
                 let stored = disk.get(&k)?;
-                match decode_owned(stored) {
-                    Ok(data) if data.len() == len as usize => Some(data),
-                    _ => {
+                match decoder.decode(stored, len) {
+                    Ok(data) => Some(data),
+                    Err(_) => {
                         tracing::warn!(object = %k, "damaged disk cache entry dropped; fetching again");
                         disk.remove(&k);
                         None
@@ -162,7 +164,7 @@ impl DataStore {
             if let Some(disk) = disk {
                 disk.put(&k, &object);
             }
-            decode_owned(object)
+            decoder.decode(object, len)
         })
         .await
         .map_err(|e| DataError::Corrupt {
@@ -170,12 +172,6 @@ impl DataStore {
             reason: format!("decoder failed: {e}"),
         })?
         .map_err(|e| corrupt(&key, e.to_string()))?;
-        if data.len() != len as usize {
-            return Err(corrupt(
-                &key,
-                format!("{} bytes, expected {len}", data.len()),
-            ));
-        }
         Ok(Arc::new(data))
     }
 

@@ -102,6 +102,17 @@ impl Db {
         retry::run(self, name, true, body).await
     }
 
+    /// Up to `limit` entries of `range` read in a transaction of their own
+    /// (a snapshot read): the step of a long job that pages through the
+    /// store with [`Page::next`](super::Page) as its cursor.
+    pub async fn scan_page(&self, range: &super::KeyRange, limit: usize) -> KvResult<super::Page> {
+        self.run("scan_page", |tx| async move {
+            tx.scan(range, super::txn::ScanOpts::limit(limit).snapshot())
+                .await
+        })
+        .await
+    }
+
     /// Makes every acknowledged commit durable against power loss.
     pub async fn sync(&self) -> KvResult<()> {
         self.engine.sync().await

@@ -218,3 +218,48 @@ pub fn parse_session(key: &[u8]) -> Option<u64> {
         key.strip_prefix(&[SESSION])?.try_into().ok()?,
     ))
 }
+
+/// Every `'U' sid ino` key: the inodes each session has open.
+pub fn session_opens_all() -> KeyRange {
+    KeyRange::prefix(b"U")
+}
+
+/// Every `'W' id` key: slices being uploaded.
+pub fn pending_uploads_all() -> KeyRange {
+    KeyRange::prefix(b"W")
+}
+
+/// Every `'K' id size` key: extra slice references.
+pub fn slice_refs_all() -> KeyRange {
+    KeyRange::prefix(&[SLICE_REFS])
+}
+
+/// Every `'A'` key: the inode-scoped families of all inodes.
+pub fn inodes_all() -> KeyRange {
+    KeyRange::prefix(&[INODE])
+}
+
+/// The inode and tag of an inode-scoped key (`'A' ino tag ...`), and what
+/// follows the tag.
+pub fn parse_inode_key(key: &[u8]) -> Option<(Ino, u8, &[u8])> {
+    if key.len() < 10 || key[0] != INODE {
+        return None;
+    }
+    let ino = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    Some((ino, key[9], &key[10..]))
+}
+
+/// Tags of the inode-scoped families, for tools that walk the key space.
+pub mod tag {
+    pub const ATTR: u8 = super::TAG_ATTR;
+    pub const DIR_MTIME: u8 = super::TAG_DIR_MTIME;
+    pub const DIR_CTIME: u8 = super::TAG_DIR_CTIME;
+    pub const SUBDIRS: u8 = super::TAG_SUBDIRS;
+    pub const CHUNK: u8 = super::TAG_CHUNK;
+    pub const DENTRY: u8 = super::TAG_DENTRY;
+    pub const OPEN: u8 = super::TAG_OPEN;
+    pub const SYMLINK: u8 = super::TAG_SYMLINK;
+    pub const XATTR: u8 = super::TAG_XATTR;
+    pub const DIR_SPACE: u8 = super::TAG_DIR_SPACE;
+    pub const DIR_INODES: u8 = super::TAG_DIR_INODES;
+}

@@ -33,7 +33,9 @@ pub use keys::{Ino, ROOT_INO};
 pub use locks::{LockKind, PosixLock};
 pub use namespace::{DirEntry, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use session::SessionInfo;
-pub use setting::{new_uuid, validate_name, Volume, SCHEMA_VERSION};
+pub use ids::{BATCH as ID_BATCH, SHARDS as ID_SHARDS};
+pub use setting::{new_uuid, validate_name, JuiceFsBlocks, Volume, SCHEMA_VERSION};
+pub use trash::create_trash_dir;
 
 use crate::kv::{decode_counter, decode_max, encode_counter, Db, KvError, Txn};
 use ids::IdAllocator;
@@ -49,7 +51,7 @@ const USAGE_SHARDS_PER_CLIENT: u16 = 4;
 const DIR_USAGE_SHARDS: u16 = 8;
 
 /// Space every inode is charged at least, as JuiceFS does: 4 KiB.
-const MIN_SPACE_BYTES: u64 = 4096;
+pub const MIN_SPACE_BYTES: u64 = 4096;
 
 /// A mounted (or inspected) volume's metadata.
 pub struct Meta {
@@ -310,6 +312,16 @@ impl Meta {
 /// else, including a file that has had several links (parent 0), 4 KiB.
 pub fn entry_space(attr: &Attr) -> u64 {
     if attr.kind == FileKind::File && attr.parent != 0 {
+        space_of(attr.length)
+    } else {
+        MIN_SPACE_BYTES
+    }
+}
+
+/// What an inode counts in the volume's usage: a file its length rounded
+/// up to 4 KiB, anything else 4 KiB.
+pub fn inode_space(attr: &Attr) -> u64 {
+    if attr.kind == FileKind::File {
         space_of(attr.length)
     } else {
         MIN_SPACE_BYTES

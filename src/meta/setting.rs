@@ -30,6 +30,20 @@ pub struct Volume {
     pub inode_limit: u64,
     /// Unix seconds.
     pub created: i64,
+    /// Set on a volume loaded from a JuiceFS dump: its older slices are
+    /// JuiceFS's objects, read in place (migration without copying data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub juicefs_blocks: Option<JuiceFsBlocks>,
+}
+
+/// Which slices of a migrated volume are JuiceFS's objects, and how they
+/// are encoded: the whole block, compressed or not, no header, no checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JuiceFsBlocks {
+    /// Slices with a smaller id were written by JuiceFS.
+    pub slice_ids_below: u64,
+    /// `none`, `lz4` or `zstd`.
+    pub compression: String,
 }
 
 /// JuiceFS's defaults, which our users know: 4 MiB blocks, no
@@ -56,6 +70,7 @@ impl Volume {
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
+            juicefs_blocks: None,
         }
     }
 

@@ -59,7 +59,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// Makes `/.trash` inside the format transaction.
-pub(crate) fn create_trash_dir(tx: &Txn) -> KvResult<()> {
+pub fn create_trash_dir(tx: &Txn) -> KvResult<()> {
     let now = Timestamp::now();
     let mut attr = Attr::new(FileKind::Directory, 0o700, 0, 0, now);
     attr.parent = ROOT_INO;
