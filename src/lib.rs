@@ -4,6 +4,7 @@ extern crate self as jfs;
 pub mod cmd;
 pub mod data;
 pub mod dump;
+pub mod fsck;
 pub mod fuse;
 pub mod kv;
 pub mod meta;

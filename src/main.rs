@@ -44,6 +44,10 @@ enum Command {
     Dump(cmd::dump::DumpArgs),
     /// Load a dump (jfs's or JuiceFS's) into an empty metadata store.
     Load(cmd::dump::LoadArgs),
+    /// Check a volume; with --repair fix what is safe.
+    Fsck(cmd::fsck::FsckArgs),
+    /// Find (and with --delete remove) leaked objects; --compact files.
+    Gc(cmd::gc::GcArgs),
 }
 
 fn run(cli: Cli) -> CmdResult<()> {
@@ -59,6 +63,17 @@ fn run(cli: Cli) -> CmdResult<()> {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Dump(a) => cmd::dump::run_dump(a),
         Command::Load(a) => cmd::dump::run_load(a),
+        Command::Fsck(a) => cmd::fsck::run(a).and_then(|code| {
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(CmdError {
+                    message: "problems remain (listed above)".into(),
+                    code,
+                })
+            }
+        }),
+        Command::Gc(a) => cmd::gc::run(a),
     }
 }
 

@@ -42,7 +42,7 @@ pub struct LoadArgs {
     pub access_key: Option<String>,
     /// Object storage secret key to store (dumps leave it out); also from
     /// SECRET_KEY.
-    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    #[arg(long)]
     pub secret_key: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -142,7 +142,10 @@ pub fn run_load(args: LoadArgs) -> CmdResult<()> {
         let mut progress = Progress::new("loaded", "entries", args.json);
         let options = LoadOptions {
             access_key: args.access_key.clone(),
-            secret_key: args.secret_key.clone(),
+            secret_key: args
+                .secret_key
+                .clone()
+                .or_else(|| std::env::var("SECRET_KEY").ok()),
         };
         let stats = load(db.clone(), input, options, &mut |n, total| {
             progress.update(n, total)

@@ -3,6 +3,8 @@
 
 pub mod bench;
 pub mod dump;
+pub mod fsck;
+pub mod gc;
 pub mod progress;
 pub mod config;
 pub mod destroy;

@@ -331,6 +331,8 @@ struct Loader {
     max_ino: u64,
     max_slice: u64,
     expected: u64,
+    /// A jfs dump's first unallocated inode, slice and session ids.
+    next_ids: [u64; 3],
     stats: LoadStats,
 }
 
@@ -360,6 +362,7 @@ impl Loader {
             max_ino: ROOT_INO,
             max_slice: 0,
             expected: 0,
+            next_ids: [0; 3],
             stats: LoadStats::default(),
         }
     }
@@ -377,10 +380,17 @@ impl Loader {
                 self.setting = Some(setting);
             }
             Record::Counters(counters) => {
-                self.expected = counters
-                    .get("usedInodes")
-                    .and_then(Json::as_u64)
-                    .unwrap_or(0);
+                let number = |k: &str| counters.get(k).and_then(Json::as_u64).unwrap_or(0);
+                self.expected = number("usedInodes");
+                if !self.juicefs {
+                    // The allocators of a jfs volume resume where the
+                    // dumped one stood.
+                    self.next_ids = [
+                        number("nextInodes"),
+                        number("nextChunk"),
+                        number("nextSession"),
+                    ];
+                }
             }
             Record::DelFile(deleted) => {
                 self.need_setting()?;
@@ -461,7 +471,9 @@ impl Loader {
             Some(_) => self.map_ino(entry.attr.inode),
         };
         let parent = entry.parent.map_or(ROOT_INO, |p| self.map_ino(p));
-        self.stats.entries += 1;
+        if entry.parent.is_some() {
+            self.stats.entries += 1;
+        }
         if ino == TRASH_INO {
             self.trash_loaded = true;
         }
@@ -637,8 +649,14 @@ impl Loader {
             ));
         }
         // The id allocators start past every loaded id.
-        for (kind, max) in [("ino", self.max_ino), ("slice", self.max_slice)] {
-            let batch = max / (ID_SHARDS * ID_BATCH) + 1;
+        let per_batch = ID_SHARDS * ID_BATCH;
+        let [next_ino, next_slice, next_session] = self.next_ids;
+        for (kind, max, next) in [
+            ("ino", self.max_ino, next_ino),
+            ("slice", self.max_slice, next_slice),
+            ("session", 0, next_session),
+        ] {
+            let batch = (max / per_batch + 1).max(next.div_ceil(per_batch));
             for shard in 0..ID_SHARDS as u16 {
                 self.put(keys::counter(kind, shard), encode_counter(batch as i64))
                     .await?;

@@ -134,7 +134,11 @@ impl ObjectStore for FileStore {
         let path = self.path(key)?;
         let key = key.to_string();
         blocking(move || match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok(Some(ObjectInfo { key, size: m.len() })),
+            Ok(m) if m.is_file() => Ok(Some(ObjectInfo {
+                key,
+                size: m.len(),
+                modified_secs: modified_secs(&m),
+            })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("stat", &path, e)),
@@ -190,8 +194,14 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> Obj
             out.push(ObjectInfo {
                 key,
                 size: meta.len(),
+                modified_secs: modified_secs(&meta),
             });
         }
     }
     Ok(())
+}
+
+fn modified_secs(m: &std::fs::Metadata) -> Option<i64> {
+    let t = m.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }

@@ -55,6 +55,7 @@ impl ObjectStore for MemStore {
         Ok(self.objects().get(key).map(|d| ObjectInfo {
             key: key.into(),
             size: d.len() as u64,
+            modified_secs: None,
         }))
     }
 
@@ -76,6 +77,7 @@ impl ObjectStore for MemStore {
             .map(|(k, d)| ObjectInfo {
                 key: k.clone(),
                 size: d.len() as u64,
+                modified_secs: None,
             })
             .collect())
     }

@@ -29,6 +29,8 @@ pub use s3::S3Store;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// Last modified, Unix seconds, where the backend says.
+    pub modified_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

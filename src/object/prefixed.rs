@@ -68,7 +68,7 @@ impl ObjectStore for Prefixed {
             .into_iter()
             .filter_map(|o| {
                 let key = o.key.strip_prefix(&self.prefix)?.to_string();
-                Some(ObjectInfo { key, size: o.size })
+                Some(ObjectInfo { key, ..o })
             })
             .collect())
     }

@@ -311,6 +311,7 @@ impl ObjectStore for S3Store {
             Ok(resp) => Ok(Some(ObjectInfo {
                 key: key.to_string(),
                 size: resp.content_length.unwrap_or(0).max(0) as u64,
+                modified_secs: resp.last_modified.map(|t| t.secs()),
             })),
             Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => Ok(None),
             Err(e) => match self.error("head", key, e) {
@@ -352,6 +353,7 @@ impl ObjectStore for S3Store {
                 out.push(ObjectInfo {
                     key,
                     size: o.size.unwrap_or(0).max(0) as u64,
+                    modified_secs: o.last_modified.map(|t| t.secs()),
                 });
             }
             if !resp.is_truncated.unwrap_or(false) {
