@@ -904,7 +904,9 @@ impl Checker<'_> {
             .collect();
         missing.sort_by_key(|(id, _)| *id);
         for (id, s) in missing {
-            if !self.in_scope(s.ino) {
+            // A deleted file's slices are being reclaimed: blocks go first.
+            let live = self.nodes.get(&s.ino).is_some_and(|n| n.attr.is_some());
+            if !live || !self.in_scope(s.ino) {
                 continue;
             }
             let blocks = (s.size as u64).div_ceil(block_size);
