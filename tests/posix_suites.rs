@@ -90,6 +90,8 @@ fn pjdfstest_on_jfs_passes_what_a_local_directory_passes() -> Result<(), Failed>
     let (local_passed, _) = pjdfstest(&local)?;
     let (jfs_passed, jfs_failed) = pjdfstest(&v.path("p"))?;
     v.umount();
+    // Everything pjdfstest did left the metadata consistent.
+    v.fsck()?;
     let excused = exclusions();
     let regressions: Vec<&String> = local_passed
         .iter()
@@ -154,6 +156,7 @@ fn fsx(config: &str, mount_flags: &[&str], seed: u32) -> Result<(), Failed> {
     if before != after {
         return Err("the file differs after a remount".into());
     }
+    v.fsck()?;
     Ok(())
 }
 

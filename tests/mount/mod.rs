@@ -101,6 +101,17 @@ impl TestVolume {
         assert!(out.status.success(), "umount failed: {}", stderr(&out));
     }
 
+    /// `jfs fsck` of the (unmounted) volume: Ok when it finds nothing,
+    /// else its report.
+    pub fn fsck(&self) -> Result<(), String> {
+        let out = jfs(&["fsck", &self.meta]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("fsck found problems:\n{}{}", stdout(&out), stderr(&out)))
+        }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
