@@ -168,7 +168,7 @@ async fn kill9_recovery() -> Result<(), Failed> {
         return Err(format!("length {}", attr.length).into());
     }
     // Read through a store without staging: the data is in object storage.
-    let plain = DataStore::new(meta, objects, 4, 0)?;
+    let plain = DataStore::new(meta.clone(), objects.clone(), 4, 0)?;
     let got = FileReader::new(plain, ino)
         .read(0, SIZE, SIZE as u64)
         .await?;
@@ -176,6 +176,18 @@ async fn kill9_recovery() -> Result<(), Failed> {
         return Err("recovered file differs".into());
     }
     drop(store);
+    // The metadata the crash left is consistent, every block in place.
+    let options = jfs::fsck::FsckOptions {
+        path: None,
+        repair: false,
+        check_objects: true,
+        grace_secs: 3600,
+        leaks_only: false,
+    };
+    let report = jfs::fsck::fsck(&meta, objects, &options, &mut |_, _| {}).await?;
+    if report.remaining() != 0 {
+        return Err(format!("fsck after the crash: {:?}", report.details).into());
+    }
     Ok(())
 }
 
