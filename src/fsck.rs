@@ -95,7 +95,10 @@ pub struct Problem {
 impl Report {
     /// Problems left after the repairs.
     pub fn remaining(&self) -> u64 {
-        self.counts.values().map(|(found, fixed)| found - fixed).sum()
+        self.counts
+            .values()
+            .map(|(found, fixed)| found - fixed)
+            .sum()
     }
 
     fn found(&mut self, kind: &'static str, what: String, repaired: bool) {
@@ -317,8 +320,12 @@ impl Checker<'_> {
                     .report
                     .found("damaged chunk", format!("inode {ino}"), false),
             },
-            tag::SUBDIRS => self.dirs.entry(ino).or_default().stored_subdirs = decode_counter(value),
-            tag::DIR_SPACE => self.dirs.entry(ino).or_default().stored_space += decode_counter(value),
+            tag::SUBDIRS => {
+                self.dirs.entry(ino).or_default().stored_subdirs = decode_counter(value)
+            }
+            tag::DIR_SPACE => {
+                self.dirs.entry(ino).or_default().stored_space += decode_counter(value)
+            }
             tag::DIR_INODES => {
                 self.dirs.entry(ino).or_default().stored_entries += decode_counter(value)
             }
@@ -377,7 +384,11 @@ impl Checker<'_> {
 
     /// The first name of `child` in directory `dir`.
     async fn name_in(&self, dir: Ino, child: Ino) -> Option<String> {
-        self.names_in(dir, child).await.ok()?.into_iter().next()
+        self.names_in(dir, child)
+            .await
+            .ok()?
+            .into_iter()
+            .next()
             .map(|n| String::from_utf8_lossy(&n).into_owned())
     }
 
@@ -540,7 +551,7 @@ impl Checker<'_> {
                 .found("wrong link count or parent", what, repaired);
         }
         for (ino, kind) in lost {
-            let repaired = self.options.repair && self.into_lost_found(ino, kind).await?;
+            let repaired = self.options.repair && self.move_to_lost_found(ino, kind).await?;
             self.report.found(
                 "unreachable inode",
                 format!("inode {ino} ({kind:?}) has no name"),
@@ -572,7 +583,7 @@ impl Checker<'_> {
     }
 
     /// Gives an unreachable inode the name `lost+found/INODE`.
-    async fn into_lost_found(&mut self, ino: Ino, kind: FileKind) -> Result<bool, FsckError> {
+    async fn move_to_lost_found(&mut self, ino: Ino, kind: FileKind) -> Result<bool, FsckError> {
         let ctx = Ctx::root();
         let dir = match self.meta.lookup(&ctx, ROOT_INO, LOST_FOUND).await {
             Ok((dir, _)) => dir,
@@ -685,7 +696,8 @@ impl Checker<'_> {
             if !self.in_scope(ino) {
                 continue;
             }
-            if (d.stored_subdirs, d.stored_space, d.stored_entries) == (d.subdirs, d.space, d.entries)
+            if (d.stored_subdirs, d.stored_space, d.stored_entries)
+                == (d.subdirs, d.space, d.entries)
             {
                 continue;
             }
@@ -807,7 +819,9 @@ impl Checker<'_> {
             };
             self.report.found(
                 "wrong slice reference count",
-                format!("slice {id} ({size} bytes): {have} extra references stored, {expected} found"),
+                format!(
+                    "slice {id} ({size} bytes): {have} extra references stored, {expected} found"
+                ),
                 repaired,
             );
         }
@@ -825,7 +839,11 @@ impl Checker<'_> {
             }
             let mut repaired = false;
             if self.options.repair {
-                for object in self.objects.list(&slice_key_prefix(id), None, PAGE_OBJECTS).await? {
+                for object in self
+                    .objects
+                    .list(&slice_key_prefix(id), None, PAGE_OBJECTS)
+                    .await?
+                {
                     self.objects.delete(&object.key).await?;
                 }
                 self.meta.forget_pending(id).await?;
@@ -841,7 +859,10 @@ impl Checker<'_> {
     }
 
     /// Lists `chunks/`: blocks the slices need, objects nothing needs.
-    async fn check_objects(&mut self, progress: &mut dyn FnMut(&str, u64)) -> Result<(), FsckError> {
+    async fn check_objects(
+        &mut self,
+        progress: &mut dyn FnMut(&str, u64),
+    ) -> Result<(), FsckError> {
         let block_size = self.meta.volume().block_size_bytes.max(1) as u64;
         let known: HashSet<u64> = read_all(self.meta, &keys::pending_uploads_all())
             .await?

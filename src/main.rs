@@ -1,6 +1,5 @@
 //! The `jfs` command (also run as `mount.jfs` by mount(8)).
 
-
 use clap::{Parser, Subcommand};
 
 use jfs::cmd::{self, CmdError, CmdResult};

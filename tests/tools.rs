@@ -37,7 +37,10 @@ fn ok(o: Output, what: &str) -> Output {
 /// The middle engine of the round trip: the etcd cluster CI starts, under
 /// a prefix of its own; SQLite when no cluster is given.
 fn middle_engine(dir: &Path) -> String {
-    match std::env::var("JFS_TEST_ETCD").ok().filter(|v| !v.is_empty()) {
+    match std::env::var("JFS_TEST_ETCD")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(url) => {
             let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
             format!("{base}/dump-{}-{}", std::process::id(), fastrand::u32(..))
@@ -80,11 +83,17 @@ fn dump_and_load_carry_a_volume_across_engines_unchanged() {
     // Each copy is dumped as loaded (a mount's reads would move atimes),
     // then mounted and compared.
     let middle = middle_engine(v.dir.path());
-    ok(run(DUMP, &["load", &middle, d1.to_str().unwrap()]), "load into the middle engine");
+    ok(
+        run(DUMP, &["load", &middle, d1.to_str().unwrap()]),
+        "load into the middle engine",
+    );
     ok(run(FSCK, &[&middle]), "fsck of the middle copy");
     ok(run(DUMP, &[&middle, d2.to_str().unwrap()]), "dump 2 (gz)");
     let last = v.dir.path().join("meta3").display().to_string();
-    ok(run(DUMP, &["load", &last, d2.to_str().unwrap()]), "load back into the embedded engine");
+    ok(
+        run(DUMP, &["load", &last, d2.to_str().unwrap()]),
+        "load back into the embedded engine",
+    );
     ok(run(FSCK, &[&last]), "fsck of the last copy");
     ok(jfs(&["dump", &last, d3.to_str().unwrap()]), "dump 3");
 
@@ -97,12 +106,24 @@ fn dump_and_load_carry_a_volume_across_engines_unchanged() {
     )
     .unwrap();
     same_lines(&first, &second, "dump of the middle copy");
-    same_lines(&first, &std::fs::read_to_string(&d3).unwrap(), "dump of the last copy");
+    same_lines(
+        &first,
+        &std::fs::read_to_string(&d3).unwrap(),
+        "dump of the last copy",
+    );
 
     let mnt2 = v.dir.path().join("m2");
     let log = v.dir.path().join("log2");
-    assert_eq!(digest_of(&middle, &mnt2, &log), before, "tree of the middle copy");
-    assert_eq!(digest_of(&last, &mnt2, &log), before, "tree of the last copy");
+    assert_eq!(
+        digest_of(&middle, &mnt2, &log),
+        before,
+        "tree of the middle copy"
+    );
+    assert_eq!(
+        digest_of(&last, &mnt2, &log),
+        before,
+        "tree of the last copy"
+    );
 
     // Loading into a store that holds something is refused, and changes nothing.
     let again = run(DUMP, &["load", &last, d1.to_str().unwrap()]);
@@ -116,14 +137,22 @@ fn same_lines(a: &str, b: &str, what: &str) {
     for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
         assert_eq!(x, y, "{what}: line {} differs", i + 1);
     }
-    assert_eq!(a.lines().count(), b.lines().count(), "{what}: line counts differ");
+    assert_eq!(
+        a.lines().count(),
+        b.lines().count(),
+        "{what}: line counts differ"
+    );
 }
 
 #[test]
 fn load_refuses_what_is_not_a_dump() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, b"{\"Setting\": {\"Name\": \"x\"}, \"FSTree\": {\"attr\": ").unwrap();
+    std::fs::write(
+        &bad,
+        b"{\"Setting\": {\"Name\": \"x\"}, \"FSTree\": {\"attr\": ",
+    )
+    .unwrap();
     let meta = dir.path().join("meta").display().to_string();
     let out = run(DUMP, &["load", &meta, bad.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -131,7 +160,10 @@ fn load_refuses_what_is_not_a_dump() {
     assert!(err.starts_with("jfs-dump: error: load into"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let out = run(DUMP, &[&meta]);
-    assert!(!out.status.success(), "a dump of a store with no volume must fail");
+    assert!(
+        !out.status.success(),
+        "a dump of a store with no volume must fail"
+    );
 }
 
 /// The volume's metadata store, opened by the test to damage it.
@@ -200,10 +232,17 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     let (_, orphan) = lookup(&db, &rt, ROOT_INO, "orphan-to-be");
     let (_, loses) = lookup(&db, &rt, ROOT_INO, "loses-a-block");
     // An entry to a missing inode.
-    put(&db, &rt, keys::dentry(dir, b"ghost"), encode_dentry(FileKind::File, 987_654_321));
+    put(
+        &db,
+        &rt,
+        keys::dentry(dir, b"ghost"),
+        encode_dentry(FileKind::File, 987_654_321),
+    );
     // An inode nothing names.
-    rt.block_on(db.run("t", |tx| async move { tx.delete(keys::dentry(ROOT_INO, b"orphan-to-be")) }))
-        .unwrap();
+    rt.block_on(db.run("t", |tx| async move {
+        tx.delete(keys::dentry(ROOT_INO, b"orphan-to-be"))
+    }))
+    .unwrap();
     // A wrong link count, a wrong parent.
     let mut a = get_attr(&db, &rt, small);
     a.nlink = 7;
@@ -216,11 +255,19 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     put(&db, &rt, keys::counter("inodes", 9), encode_counter(100));
     // A slice reference counter off.
     let chunk = rt
-        .block_on(db.run("t", |tx| async move { tx.get(&keys::chunk(loses, 0)).await }))
+        .block_on(db.run(
+            "t",
+            |tx| async move { tx.get(&keys::chunk(loses, 0)).await },
+        ))
         .unwrap()
         .unwrap();
     let record = jfs::meta::SliceRecord::decode_list(&chunk).unwrap()[0];
-    put(&db, &rt, keys::slice_refs(record.id, record.size), encode_counter(3));
+    put(
+        &db,
+        &rt,
+        keys::slice_refs(record.id, record.size),
+        encode_counter(3),
+    );
     // An upload pending for a session that does not exist, with a block.
     let mut pending = b"W".to_vec();
     pending.extend_from_slice(&777_777u64.to_be_bytes());
@@ -254,21 +301,38 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
         assert!(count(&report, kind).0 >= 1, "{kind} not found: {report:#}");
     }
     let details = report["details"].to_string();
-    assert!(details.contains("/loses-a-block"), "a missing block names its file: {details}");
+    assert!(
+        details.contains("/loses-a-block"),
+        "a missing block names its file: {details}"
+    );
     assert!(details.contains("/dir/ghost"), "{details}");
 
     // A check of one subtree sees only what is in it.
     let (_, scoped) = fsck_json(&v.meta, &["--path", "/dir/sub"]);
-    assert_eq!(count(&scoped, "entry to a missing inode").0, 0, "{scoped:#}");
+    assert_eq!(
+        count(&scoped, "entry to a missing inode").0,
+        0,
+        "{scoped:#}"
+    );
     assert_eq!(count(&scoped, "missing block").0, 0, "{scoped:#}");
-    assert!(count(&scoped, "wrong directory counters").0 >= 1, "{scoped:#}");
+    assert!(
+        count(&scoped, "wrong directory counters").0 >= 1,
+        "{scoped:#}"
+    );
 
     let (code, repaired) = fsck_json(&v.meta, &["--repair"]);
-    assert_eq!(code, 1, "the missing block cannot be repaired: {repaired:#}");
+    assert_eq!(
+        code, 1,
+        "the missing block cannot be repaired: {repaired:#}"
+    );
     let (code, after) = fsck_json(&v.meta, &[]);
     assert_eq!(code, 1);
     let left: Vec<&String> = after["counts"].as_object().unwrap().keys().collect();
-    assert_eq!(left, vec!["missing block"], "only the missing block is left: {after:#}");
+    assert_eq!(
+        left,
+        vec!["missing block"],
+        "only the missing block is left: {after:#}"
+    );
     assert!(!Path::new(&v.bucket).join("damage").join(&leaked).exists());
     assert!(!Path::new(&v.bucket).join("damage").join(&stale).exists());
 
@@ -279,11 +343,19 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     assert!(!v.path("dir/ghost").exists());
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(v.path("dir/small")).unwrap().nlink(), 3);
-    assert!(std::fs::read(v.path("loses-a-block")).is_err(), "a missing block is an error, not data");
+    assert!(
+        std::fs::read(v.path("loses-a-block")).is_err(),
+        "a missing block is an error, not data"
+    );
     std::fs::remove_file(v.path("loses-a-block")).unwrap();
     v.umount();
     let human = run(FSCK, &[&v.meta, "--grace-secs", "0"]);
-    assert!(human.status.success(), "{}\n{}", stdout(&human), stderr(&human));
+    assert!(
+        human.status.success(),
+        "{}\n{}",
+        stdout(&human),
+        stderr(&human)
+    );
     assert!(stdout(&human).contains("0 problems"), "{}", stdout(&human));
 }
 
@@ -311,18 +383,35 @@ fn gc_reports_leaks_then_deletes_them_and_compacts() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["leaked_objects"], 1, "{report}");
     assert_eq!(report["leaked_bytes"], 11, "{report}");
-    assert!(report["fragmented_chunks"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["fragmented_chunks"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
     assert!(leaked.exists(), "gc without --delete deletes nothing");
     let kept = ok(jfs(&["gc", &v.meta, "--delete", "--json"]), "gc --delete");
     let kept: serde_json::Value = serde_json::from_slice(&kept.stdout).unwrap();
-    assert_eq!(kept["leaked_objects_deleted"], 0, "young objects are kept: {kept}");
+    assert_eq!(
+        kept["leaked_objects_deleted"], 0,
+        "young objects are kept: {kept}"
+    );
     let out = ok(
-        jfs(&["gc", &v.meta, "--delete", "--compact", "--grace-secs", "0", "--json"]),
+        jfs(&[
+            "gc",
+            &v.meta,
+            "--delete",
+            "--compact",
+            "--grace-secs",
+            "0",
+            "--json",
+        ]),
         "gc --delete --compact",
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["leaked_objects_deleted"], 1, "{report}");
-    assert!(report["chunks_compacted"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["chunks_compacted"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
     assert!(!leaked.exists());
     let out = ok(jfs(&["gc", &v.meta, "--json"]), "gc after");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -382,18 +471,35 @@ fn a_juicefs_volume_migrates_without_copying_its_data() {
         return;
     }
     for compression in ["lz4", "zstd", "none"] {
-        let dir = tempfile::Builder::new().prefix("jfsmig").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("jfsmig")
+            .tempdir_in("/tmp")
+            .unwrap();
         let p = |s: &str| dir.path().join(s).display().to_string();
         let kmeta = format!("sqlite3://{}", p("juicefs.db"));
         let bucket = format!("{}/", p("bucket"));
         let mnt = dir.path().join("m");
         std::fs::create_dir(&mnt).unwrap();
         juicefs(&[
-            "format", "--storage", "file", "--bucket", &bucket, "--compress", compression,
-            "--trash-days", "0", &kmeta, "legacy",
+            "format",
+            "--storage",
+            "file",
+            "--bucket",
+            &bucket,
+            "--compress",
+            compression,
+            "--trash-days",
+            "0",
+            &kmeta,
+            "legacy",
         ]);
         juicefs(&[
-            "mount", "-d", "--enable-xattr", "--log", &p("juicefs.log"), &kmeta,
+            "mount",
+            "-d",
+            "--enable-xattr",
+            "--log",
+            &p("juicefs.log"),
+            &kmeta,
             mnt.to_str().unwrap(),
         ]);
         populate(&mnt, true);
@@ -405,28 +511,67 @@ fn a_juicefs_volume_migrates_without_copying_its_data() {
         juicefs(&["dump", &kmeta, &dumped]);
 
         let meta = p("jfs-meta");
-        let out = ok(run(DUMP, &["load", &meta, &dumped, "--json"]), "load of a JuiceFS dump");
+        let out = ok(
+            run(DUMP, &["load", &meta, &dumped, "--json"]),
+            "load of a JuiceFS dump",
+        );
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["from_juicefs"], true, "{summary}");
         let (code, report) = fsck_json(&meta, &[]);
-        assert_eq!(code, 0, "{compression}: migrated volume is clean: {report:#}");
+        assert_eq!(
+            code, 0,
+            "{compression}: migrated volume is clean: {report:#}"
+        );
         let log = dir.path().join("jfs.log");
-        assert_eq!(digest_of(&meta, &mnt, &log), before, "{compression}: tree after migration");
+        assert_eq!(
+            digest_of(&meta, &mnt, &log),
+            before,
+            "{compression}: tree after migration"
+        );
         // Nothing was copied: the same objects, untouched.
-        assert_eq!(objects_under(&dir.path().join("bucket/legacy/chunks")), objects);
+        assert_eq!(
+            objects_under(&dir.path().join("bucket/legacy/chunks")),
+            objects
+        );
 
         // The migrated volume takes new data and changes to old files.
         let m = mnt.display().to_string();
-        ok(jfs(&["mount", "-d", "--log", &log.display().to_string(), &meta, &m]), "mount");
+        ok(
+            jfs(&[
+                "mount",
+                "-d",
+                "--log",
+                &log.display().to_string(),
+                &meta,
+                &m,
+            ]),
+            "mount",
+        );
         std::fs::write(mnt.join("new-file"), b"written by jfs").unwrap();
         {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(mnt.join("dir/small")).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(mnt.join("dir/small"))
+                .unwrap();
             f.write_all(b"appended by jfs\n").unwrap();
         }
         ok(jfs(&["umount", &m]), "umount");
-        ok(jfs(&["mount", "-d", "--log", &log.display().to_string(), &meta, &m]), "remount");
-        assert_eq!(std::fs::read(mnt.join("new-file")).unwrap(), b"written by jfs");
+        ok(
+            jfs(&[
+                "mount",
+                "-d",
+                "--log",
+                &log.display().to_string(),
+                &meta,
+                &m,
+            ]),
+            "remount",
+        );
+        assert_eq!(
+            std::fs::read(mnt.join("new-file")).unwrap(),
+            b"written by jfs"
+        );
         assert_eq!(
             std::fs::read(mnt.join("dir/sub/small-link")).unwrap(),
             b"hello\nappended by jfs\n"

@@ -6,7 +6,11 @@ use clap::Parser;
 use jfs::cmd;
 
 #[derive(Parser)]
-#[command(name = "jfs-dump", version, about = "Dump a jfs volume's metadata as JSON")]
+#[command(
+    name = "jfs-dump",
+    version,
+    about = "Dump a jfs volume's metadata as JSON"
+)]
 struct DumpCli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]

@@ -5,7 +5,11 @@ use clap::Parser;
 use jfs::cmd;
 
 #[derive(Parser)]
-#[command(name = "jfs-fsck", version, about = "Check a jfs volume and repair what is safe")]
+#[command(
+    name = "jfs-fsck",
+    version,
+    about = "Check a jfs volume and repair what is safe"
+)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]

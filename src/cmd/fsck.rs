@@ -50,7 +50,10 @@ pub fn run(args: FsckArgs) -> CmdResult<i32> {
             .await
             .map_err(|e| CmdError::new(format!("fsck of {url}: {e}")))?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
         } else {
             print_report(&report);
         }

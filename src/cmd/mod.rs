@@ -2,16 +2,16 @@
 //! volume's metadata and storage, the mount registry, errors for users.
 
 pub mod bench;
-pub mod dump;
-pub mod fsck;
-pub mod gc;
-pub mod progress;
 pub mod config;
 pub mod destroy;
+pub mod dump;
 pub mod format;
+pub mod fsck;
 pub mod fstab;
+pub mod gc;
 pub mod info;
 pub mod mount;
+pub mod progress;
 pub mod registry;
 pub mod status;
 pub mod umount;

@@ -125,11 +125,12 @@ impl DataStore {
         // A block written with writeback may not be uploaded yet.
         if let Some(staging) = self.staging.clone() {
             let k = key.clone();
-            let staged =
-                tokio::task::spawn_blocking(move || staging.get(&k).map(|o| decoder.decode(o, len)))
-                    .await
-                    .ok()
-                    .flatten();
+            let staged = tokio::task::spawn_blocking(move || {
+                staging.get(&k).map(|o| decoder.decode(o, len))
+            })
+            .await
+            .ok()
+            .flatten();
             if let Some(decoded) = staged {
                 let data = decoded.map_err(|e| corrupt(&key, e.to_string()))?;
                 return Ok(Arc::new(data));

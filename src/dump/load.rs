@@ -245,7 +245,10 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
                     let ino = entry.attr.inode;
                     send(self.out, Record::Entry(std::mem::take(&mut entry)))?;
                     sent = true;
-                    map.next_value_seed(Entries { out: self.out, parent: ino })?;
+                    map.next_value_seed(Entries {
+                        out: self.out,
+                        parent: ino,
+                    })?;
                     send(self.out, Record::Leave)?;
                 }
                 _ => {
@@ -372,10 +375,8 @@ impl Loader {
             Record::Setting(setting) => {
                 self.juicefs = setting.get("JfsDataFormat").is_none();
                 self.stats.from_juicefs = self.juicefs;
-                self.trash_days = setting
-                    .get("TrashDays")
-                    .and_then(Json::as_u64)
-                    .unwrap_or(0) as u32;
+                self.trash_days =
+                    setting.get("TrashDays").and_then(Json::as_u64).unwrap_or(0) as u32;
                 check_juicefs_setting(&setting)?;
                 self.setting = Some(setting);
             }
@@ -529,8 +530,10 @@ impl Loader {
         if kind == FileKind::Directory {
             let mtime = attr.mtime.to_biased_nanos() as i64;
             let ctime = attr.ctime.to_biased_nanos() as i64;
-            self.put(keys::dir_mtime(ino), encode_counter(mtime)).await?;
-            self.put(keys::dir_ctime(ino), encode_counter(ctime)).await?;
+            self.put(keys::dir_mtime(ino), encode_counter(mtime))
+                .await?;
+            self.put(keys::dir_ctime(ino), encode_counter(ctime))
+                .await?;
         }
         self.count_in_parent(
             entry.parent.is_some(),

@@ -172,8 +172,16 @@ async fn write_header(
         "nextSession": next_id(meta, "session").await?,
         "nextTrash": 0,
     });
-    write!(out, "{{\n  \"Setting\": {},", serde_json::to_string(&setting)?)?;
-    write!(out, "\n  \"Counters\": {},", serde_json::to_string(&counters)?)?;
+    write!(
+        out,
+        "{{\n  \"Setting\": {},",
+        serde_json::to_string(&setting)?
+    )?;
+    write!(
+        out,
+        "\n  \"Counters\": {},",
+        serde_json::to_string(&counters)?
+    )?;
     write!(out, "\n  \"Sustained\": [")?;
     let mut sessions: Vec<(u64, Vec<u64>)> = Vec::new();
     for (key, _) in read_all(meta, &keys::session_opens_all()).await? {
@@ -187,11 +195,7 @@ async fn write_header(
     }
     for (i, (sid, inodes)) in sessions.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
-        write!(
-            out,
-            "{sep}\n    {}",
-            json!({"sid": sid, "inodes": inodes})
-        )?;
+        write!(out, "{sep}\n    {}", json!({"sid": sid, "inodes": inodes}))?;
     }
     write!(out, "],\n  \"DelFiles\": [")?;
     let mut first = true;
@@ -329,7 +333,11 @@ fn open_directory(out: &mut dyn Write, dir: &Child, depth: usize) -> Result<(), 
     }
     write!(out, "{{\n{indent}  \"attr\": {}", attr_json(dir)?)?;
     if !dir.xattrs.is_empty() {
-        write!(out, ",\n{indent}  \"xattrs\": {}", serde_json::to_string(&dir.xattrs)?)?;
+        write!(
+            out,
+            ",\n{indent}  \"xattrs\": {}",
+            serde_json::to_string(&dir.xattrs)?
+        )?;
     }
     write!(out, ",\n{indent}  \"entries\": {{")?;
     Ok(())
@@ -347,10 +355,18 @@ fn write_leaf(out: &mut dyn Write, child: &Child, depth: usize) -> Result<(), Du
         write!(out, ", \"symlink\": {}", json_string(target))?;
     }
     if !child.xattrs.is_empty() {
-        write!(out, ", \"xattrs\": {}", serde_json::to_string(&child.xattrs)?)?;
+        write!(
+            out,
+            ", \"xattrs\": {}",
+            serde_json::to_string(&child.xattrs)?
+        )?;
     }
     if !child.chunks.is_empty() {
-        write!(out, ", \"chunks\": {}", serde_json::to_string(&child.chunks)?)?;
+        write!(
+            out,
+            ", \"chunks\": {}",
+            serde_json::to_string(&child.chunks)?
+        )?;
     }
     write!(out, "}}")?;
     Ok(())

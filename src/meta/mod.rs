@@ -29,11 +29,11 @@ pub use chunks::{
     CHUNK_SIZE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, MAX_CHUNK_RECORDS,
 };
 pub use error::{errno, MetaError, MetaResult};
+pub use ids::{BATCH as ID_BATCH, SHARDS as ID_SHARDS};
 pub use keys::{Ino, ROOT_INO};
 pub use locks::{LockKind, PosixLock};
 pub use namespace::{DirEntry, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use session::SessionInfo;
-pub use ids::{BATCH as ID_BATCH, SHARDS as ID_SHARDS};
 pub use setting::{new_uuid, validate_name, JuiceFsBlocks, Volume, SCHEMA_VERSION};
 pub use trash::create_trash_dir;
 

@@ -108,7 +108,11 @@ impl TestVolume {
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("fsck found problems:\n{}{}", stdout(&out), stderr(&out)))
+            Err(format!(
+                "fsck found problems:\n{}{}",
+                stdout(&out),
+                stderr(&out)
+            ))
         }
     }
 
@@ -157,7 +161,9 @@ pub fn tree_digest(root: &Path) -> String {
         names.sort();
         if rel.as_os_str().is_empty() {
             // JuiceFS's virtual files at its root.
-            names.retain(|n| ![".accesslog", ".config", ".stats", ".trash"].contains(&n.to_str().unwrap_or("")));
+            names.retain(|n| {
+                ![".accesslog", ".config", ".stats", ".trash"].contains(&n.to_str().unwrap_or(""))
+            });
         }
         for name in names.into_iter().rev() {
             let rel = rel.join(&name);
@@ -209,12 +215,20 @@ pub fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for name in names[..n as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    for name in names[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+    {
         let cname = std::ffi::CString::new(name).expect("name");
         let mut value = vec![0u8; 65536];
         // SAFETY: as above.
         let len = unsafe {
-            libc::lgetxattr(c.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len())
+            libc::lgetxattr(
+                c.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
         };
         if len >= 0 {
             value.truncate(len as usize);
@@ -231,8 +245,22 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
     let n = std::ffi::CString::new(name).expect("name");
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    assert_eq!(rc, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
+    let rc = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Fills `root` with a little of everything a volume holds: directories,
@@ -251,7 +279,10 @@ pub fn populate(root: &Path, xattr: bool) {
     std::fs::write(p("dir/sub/big"), &big).unwrap();
     {
         use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(p("dir/sub/big")).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(p("dir/sub/big"))
+            .unwrap();
         f.seek(SeekFrom::Start(4_000_000)).unwrap();
         f.write_all(&[0xAB; 300_000]).unwrap();
         let sparse = std::fs::File::create(p("dir/sparse")).unwrap();
@@ -261,8 +292,11 @@ pub fn populate(root: &Path, xattr: bool) {
         sparse.write_all(b"far away").unwrap();
     }
     for i in 0..40 {
-        std::fs::write(p(&format!("dir/sub/deeper/f{i:02}")), format!("file {i}\n").repeat(i + 1))
-            .unwrap();
+        std::fs::write(
+            p(&format!("dir/sub/deeper/f{i:02}")),
+            format!("file {i}\n").repeat(i + 1),
+        )
+        .unwrap();
     }
     std::fs::hard_link(p("dir/small"), p("dir/sub/small-link")).unwrap();
     std::fs::hard_link(p("dir/small"), p("small-link2")).unwrap();
@@ -272,7 +306,11 @@ pub fn populate(root: &Path, xattr: bool) {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
     std::fs::write(p("dir/100% \"odd\" \\ name\u{1}"), b"odd").unwrap();
-    std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"bytes").unwrap();
+    std::fs::write(
+        root.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9")),
+        b"bytes",
+    )
+    .unwrap();
     std::fs::set_permissions(p("dir/sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
     std::fs::set_permissions(p("dir/small"), std::fs::Permissions::from_mode(0o4711)).unwrap();
     std::os::unix::fs::lchown(p("dir/sub/deeper/f01"), Some(1234), Some(5678)).unwrap();
