@@ -1,11 +1,13 @@
 //! Checking a volume, and repairing what is safe to repair.
 //!
-//! One pass pages through the inode families (`'A' ...`) in key order, a
-//! page per transaction, keeping a compact record per inode (about 64
-//! bytes: kind, links found, the first parent, usage) and per slice (its
-//! size, references, blocks seen); a second pass lists the objects under
-//! `chunks/`. Memory grows with inodes and slices, never with names or
-//! chunk contents. Then it compares:
+//! The check pages through the inode families (`'A' ...`) in key order, a
+//! page per transaction, and lists the objects under `chunks/`. It keeps a
+//! compact record per inode (kind, links found, first parent) and per
+//! slice (size, references, blocks seen), but only for the ids of the
+//! current *pass*: a volume of more than `inodes_per_pass` inodes (one
+//! million by default, about 200 MB) is checked in several passes over the
+//! keys, each taking the ids `id % passes == pass`, so memory stays bounded
+//! whatever the volume's size. It compares:
 //!
 //! - entries pointing to missing inodes;
 //! - inodes no entry points to (not the root, not open by a live session);
@@ -16,8 +18,10 @@
 //!   needs them), and objects nothing references;
 //! - uploads left pending by dead sessions, and files open by dead sessions.
 //!
-//! A check of a live volume can see changes made while it runs; repair a
-//! volume that is not mounted.
+//! Repair runs in two rounds: the namespace first (entries, links,
+//! parents, lost+found), then, on what that left, the counters and the
+//! objects. A check of a live volume can see changes made while it runs;
+//! repair a volume that is not mounted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -39,6 +43,12 @@ const PAGE_KEYS: usize = 2048;
 const PAGE_OBJECTS: usize = 10_000;
 /// Problems described one by one per kind; the rest are counted.
 const DETAILS_PER_KIND: usize = 100;
+/// Fragmented chunks remembered for `jfs gc --compact` per run.
+const FRAGMENTED_KEPT: usize = 100_000;
+/// Inodes per pass by default: about 200 MB of records.
+pub const DEFAULT_INODES_PER_PASS: u64 = 1_000_000;
+/// Keys per batched read of entries' attributes.
+const ATTR_BATCH: usize = 100;
 /// Name of the directory unreachable inodes are put in.
 pub const LOST_FOUND: &[u8] = b"lost+found";
 
@@ -65,6 +75,8 @@ pub struct FsckOptions {
     pub grace_secs: i64,
     /// Only what `jfs gc` looks for: leaked objects and stale uploads.
     pub leaks_only: bool,
+    /// Inodes (and slices) held in memory per pass; 0 for the default.
+    pub inodes_per_pass: u64,
 }
 
 /// What was found, per kind of problem.
@@ -77,9 +89,13 @@ pub struct Report {
     /// Objects nothing references, and their bytes.
     pub leaked_objects: u64,
     pub leaked_bytes: u64,
-    /// Chunks of more than one slice record: (inode, chunk index).
+    /// Chunks of more than one slice record: (inode, chunk index), the
+    /// first `FRAGMENTED_KEPT`; `fragmented_chunks` counts them all.
     #[serde(skip)]
     pub fragmented: Vec<(Ino, u32)>,
+    pub fragmented_chunks: u64,
+    /// Passes over the keys (see the module documentation).
+    pub passes: u64,
     /// kind -> (found, repaired)
     pub counts: BTreeMap<&'static str, (u64, u64)>,
     pub details: Vec<Problem>,
@@ -159,14 +175,34 @@ struct Checker<'a> {
     meta: &'a Meta,
     objects: Arc<dyn ObjectStore>,
     options: &'a FsckOptions,
+    passes: u64,
+    pass: u64,
+    /// Records of this pass's inodes, directories and slices.
     nodes: HashMap<Ino, Node>,
     dirs: HashMap<Ino, DirCounts>,
     slices: HashMap<u64, SliceUse>,
-    /// (inode, session) of every open marker.
+    /// (inode, session) of the open markers of this pass's inodes.
     opens: Vec<(Ino, u64)>,
     live_sessions: HashSet<u64>,
     scope: Option<Ino>,
+    /// Whether directories are inside the `--path` subtree (bounded cache).
+    scope_cache: HashMap<Ino, bool>,
+    /// Volume usage found, over all passes.
+    used_inodes: i64,
+    used_space: i64,
+    keys_seen: u64,
     report: Report,
+}
+
+/// What a round of passes checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Everything (a check without repair).
+    All,
+    /// Entries, links, parents, unreachable inodes (repair, first).
+    Namespace,
+    /// Counters and objects (repair, second, on the repaired namespace).
+    Counters,
 }
 
 /// Checks the volume of `meta` (objects in `objects`), repairing what is
@@ -177,37 +213,76 @@ pub async fn fsck(
     options: &FsckOptions,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<Report, FsckError> {
+    let per_pass = match options.inodes_per_pass {
+        0 => DEFAULT_INODES_PER_PASS,
+        n => n,
+    };
+    let used = meta.statfs().await?.used_inodes;
+    let passes = used.div_ceil(per_pass).max(1);
     let mut checker = Checker {
         meta,
         objects,
         options,
+        passes,
+        pass: 0,
         nodes: HashMap::new(),
         dirs: HashMap::new(),
         slices: HashMap::new(),
         opens: Vec::new(),
         live_sessions: HashSet::new(),
         scope: None,
-        report: Report::default(),
+        scope_cache: HashMap::new(),
+        used_inodes: 0,
+        used_space: 0,
+        keys_seen: 0,
+        report: Report {
+            passes,
+            ..Default::default()
+        },
     };
     if let Some(path) = &options.path {
         checker.scope = Some(resolve(meta, path).await?);
     }
     checker.load_sessions().await?;
-    checker.scan_inodes(progress).await?;
-    if !options.leaks_only {
-        checker.check_entries().await?;
-        checker.check_inodes().await?;
-        checker.check_dirs().await?;
-    }
-    if checker.scope.is_none() {
-        if !options.leaks_only {
-            checker.check_usage().await?;
-            checker.check_slice_refs().await?;
+    let rounds: &[Round] = match (options.leaks_only, options.repair) {
+        (true, _) => &[Round::Counters],
+        (false, false) => &[Round::All],
+        (false, true) => &[Round::Namespace, Round::Counters],
+    };
+    for &round in rounds {
+        let last = round != Round::Namespace;
+        checker.used_inodes = 0;
+        checker.used_space = 0;
+        if last && checker.scope.is_none() {
+            // Before the listing, so their objects are gone from it.
+            checker.check_pending().await?;
         }
-        checker.check_pending().await?;
-    }
-    if options.check_objects {
-        checker.check_objects(progress).await?;
+        for pass in 0..passes {
+            checker.pass = pass;
+            checker.nodes.clear();
+            checker.dirs.clear();
+            checker.slices.clear();
+            checker.opens.clear();
+            checker.scan_inodes(last, progress).await?;
+            if round != Round::Counters {
+                checker.check_entries().await?;
+                checker.check_inodes().await?;
+            }
+            if round != Round::Namespace {
+                if !options.leaks_only {
+                    checker.check_dirs().await?;
+                    if checker.scope.is_none() {
+                        checker.check_slice_refs().await?;
+                    }
+                }
+                if options.check_objects {
+                    checker.check_objects(progress).await?;
+                }
+            }
+        }
+        if last && checker.scope.is_none() && !options.leaks_only {
+            checker.check_usage().await?;
+        }
     }
     Ok(checker.report)
 }
@@ -236,30 +311,83 @@ impl Checker<'_> {
         Ok(())
     }
 
-    async fn scan_inodes(&mut self, progress: &mut dyn FnMut(&str, u64)) -> Result<(), FsckError> {
+    /// Whether `id` (an inode or a slice) belongs to this pass.
+    fn mine(&self, id: u64) -> bool {
+        id % self.passes == self.pass
+    }
+
+    /// One pass over the inode families; `count` adds to the report's
+    /// totals (once per check).
+    async fn scan_inodes(
+        &mut self,
+        count: bool,
+        progress: &mut dyn FnMut(&str, u64),
+    ) -> Result<(), FsckError> {
         let db = self.meta.db().clone();
         let mut next = Some(keys::inodes_all());
-        let mut seen = 0u64;
         while let Some(range) = next {
             let page = db.scan_page(&range, PAGE_KEYS).await?;
             next = page.next;
+            // What the entries of this pass's directories count: their
+            // inodes' attributes, read a batch at a time.
+            let children: Vec<Ino> = page
+                .entries
+                .iter()
+                .filter_map(|(key, value)| match keys::parse_inode_key(key) {
+                    Some((dir, tag::DENTRY, _)) if self.mine(dir) => {
+                        decode_dentry(value).map(|(_, child)| child)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let mut spaces = HashMap::new();
+            for batch in children.chunks(ATTR_BATCH) {
+                let wanted: Vec<Vec<u8>> = batch.iter().map(|i| keys::attr(*i)).collect();
+                let wanted = &wanted;
+                let attrs = db
+                    .run("fsck_attrs", |tx| async move {
+                        tx.snapshot_batch_get(wanted).await
+                    })
+                    .await?;
+                for (ino, raw) in batch.iter().zip(attrs) {
+                    if let Some(attr) = raw.as_deref().and_then(Attr::decode) {
+                        spaces.insert(*ino, entry_space(&attr) as i64);
+                    }
+                }
+            }
             for (key, value) in page.entries {
-                seen += 1;
+                self.keys_seen += 1;
                 let Some((ino, t, rest)) = keys::parse_inode_key(&key) else {
                     continue;
                 };
-                self.key(ino, t, rest, &value);
+                self.key(ino, t, rest, &value, &spaces, count);
             }
-            progress("keys checked", seen);
+            progress("keys checked", self.keys_seen);
         }
-        self.report.inodes = self.nodes.values().filter(|n| n.attr.is_some()).count() as u64;
-        self.report.slices = self.slices.len() as u64;
+        for node in self.nodes.values() {
+            if let Some(attr) = &node.attr {
+                self.used_inodes += 1;
+                self.used_space += Self::inode_space_of(attr);
+            }
+        }
+        if count {
+            self.report.inodes += self.nodes.values().filter(|n| n.attr.is_some()).count() as u64;
+            self.report.slices += self.slices.len() as u64;
+        }
         Ok(())
     }
 
-    fn key(&mut self, ino: Ino, t: u8, rest: &[u8], value: &[u8]) {
+    fn key(
+        &mut self,
+        ino: Ino,
+        t: u8,
+        rest: &[u8],
+        value: &[u8],
+        spaces: &HashMap<Ino, i64>,
+        count: bool,
+    ) {
         match t {
-            tag::ATTR => {
+            tag::ATTR if self.mine(ino) => {
                 let node = self.nodes.entry(ino).or_default();
                 match Attr::decode(value) {
                     Some(a) => {
@@ -269,9 +397,6 @@ impl Checker<'_> {
                             parent: a.parent,
                             length: a.length,
                         });
-                        if a.kind == FileKind::Directory {
-                            self.dirs.entry(ino).or_default();
-                        }
                     }
                     None => self
                         .report
@@ -279,34 +404,50 @@ impl Checker<'_> {
                 }
             }
             tag::DENTRY => {
-                self.report.entries += 1;
+                if count && self.mine(ino) {
+                    self.report.entries += 1;
+                }
                 let Some((kind, child)) = decode_dentry(value) else {
-                    self.report.found(
-                        "damaged entry",
-                        format!("entry {} in inode {ino}", String::from_utf8_lossy(rest)),
-                        false,
-                    );
+                    if self.mine(ino) {
+                        self.report.found(
+                            "damaged entry",
+                            format!("entry {} in inode {ino}", String::from_utf8_lossy(rest)),
+                            false,
+                        );
+                    }
                     return;
                 };
-                let node = self.nodes.entry(child).or_default();
-                node.links += 1;
-                if node.links == 1 {
-                    node.first_parent = ino;
-                } else {
-                    node.more_parents.push(ino);
+                if self.mine(child) {
+                    let node = self.nodes.entry(child).or_default();
+                    node.links += 1;
+                    if node.links == 1 {
+                        node.first_parent = ino;
+                    } else {
+                        node.more_parents.push(ino);
+                    }
                 }
-                let dir = self.dirs.entry(ino).or_default();
-                dir.entries += 1;
-                dir.subdirs += i64::from(kind == FileKind::Directory);
+                if self.mine(ino) {
+                    let dir = self.dirs.entry(ino).or_default();
+                    dir.entries += 1;
+                    dir.subdirs += i64::from(kind == FileKind::Directory);
+                    dir.space += spaces.get(&child).copied().unwrap_or(0);
+                }
             }
             tag::CHUNK => match SliceRecord::decode_list(value) {
                 Some(records) => {
-                    if records.len() > 1 {
-                        if let Ok(index) = rest.try_into().map(u32::from_be_bytes) {
-                            self.report.fragmented.push((ino, index));
+                    if records.len() > 1 && self.mine(ino) && count {
+                        self.report.fragmented_chunks += 1;
+                        if self.report.fragmented.len() < FRAGMENTED_KEPT {
+                            if let Ok(index) = rest.try_into().map(u32::from_be_bytes) {
+                                self.report.fragmented.push((ino, index));
+                            }
                         }
                     }
-                    for r in records.iter().filter(|r| r.id != 0) {
+                    let (passes, pass) = (self.passes, self.pass);
+                    for r in records
+                        .iter()
+                        .filter(|r| r.id != 0 && r.id % passes == pass)
+                    {
                         let s = self.slices.entry(r.id).or_insert(SliceUse {
                             size: r.size,
                             records: 0,
@@ -316,20 +457,22 @@ impl Checker<'_> {
                         s.records += 1;
                     }
                 }
-                None => self
-                    .report
-                    .found("damaged chunk", format!("inode {ino}"), false),
+                None if self.mine(ino) => {
+                    self.report
+                        .found("damaged chunk", format!("inode {ino}"), false)
+                }
+                None => {}
             },
-            tag::SUBDIRS => {
+            tag::SUBDIRS if self.mine(ino) => {
                 self.dirs.entry(ino).or_default().stored_subdirs = decode_counter(value)
             }
-            tag::DIR_SPACE => {
+            tag::DIR_SPACE if self.mine(ino) => {
                 self.dirs.entry(ino).or_default().stored_space += decode_counter(value)
             }
-            tag::DIR_INODES => {
+            tag::DIR_INODES if self.mine(ino) => {
                 self.dirs.entry(ino).or_default().stored_entries += decode_counter(value)
             }
-            tag::OPEN => {
+            tag::OPEN if self.mine(ino) => {
                 if let Ok(sid) = rest.try_into().map(u64::from_be_bytes) {
                     self.opens.push((ino, sid));
                     if self.live_sessions.contains(&sid) {
@@ -341,25 +484,53 @@ impl Checker<'_> {
         }
     }
 
+    /// The directory holding `ino`: from this pass's records, else its
+    /// attributes' parent.
+    async fn parent_of(&self, ino: Ino) -> Option<Ino> {
+        if let Some(n) = self.nodes.get(&ino).filter(|n| n.links > 0) {
+            return Some(n.first_parent);
+        }
+        let raw = self
+            .meta
+            .db()
+            .run("fsck_parent", |tx| async move {
+                tx.snapshot_get(&keys::attr(ino)).await
+            })
+            .await
+            .ok()??;
+        Attr::decode(&raw).map(|a| a.parent).filter(|p| *p != 0)
+    }
+
     /// Whether `ino` is inside the subtree being checked.
-    fn in_scope(&self, ino: Ino) -> bool {
+    async fn in_scope(&mut self, ino: Ino) -> bool {
         let Some(top) = self.scope else {
             return true;
         };
+        let mut chain = Vec::new();
         let mut at = ino;
-        for _ in 0..4096 {
+        let inside = loop {
             if at == top {
-                return true;
+                break true;
             }
-            if at == ROOT_INO {
-                return false;
+            if at == ROOT_INO || chain.len() > 4096 {
+                break false;
             }
-            match self.nodes.get(&at) {
-                Some(n) if n.links > 0 => at = n.first_parent,
-                _ => return false,
+            if let Some(known) = self.scope_cache.get(&at) {
+                break *known;
             }
+            chain.push(at);
+            match self.parent_of(at).await {
+                Some(parent) => at = parent,
+                None => break false,
+            }
+        };
+        if self.scope_cache.len() > 100_000 {
+            self.scope_cache.clear();
         }
-        false
+        for i in chain {
+            self.scope_cache.insert(i, inside);
+        }
+        inside
     }
 
     /// A path of `ino` for messages: its first name up to the root.
@@ -367,16 +538,16 @@ impl Checker<'_> {
         let mut parts = Vec::new();
         let mut at = ino;
         while at != ROOT_INO && parts.len() < 256 {
-            let Some(node) = self.nodes.get(&at).filter(|n| n.links > 0) else {
+            let Some(parent) = self.parent_of(at).await else {
                 parts.push(format!("<inode {at}, no name>"));
                 break;
             };
             let name = self
-                .name_in(node.first_parent, at)
+                .name_in(parent, at)
                 .await
                 .unwrap_or_else(|| format!("<inode {at}>"));
             parts.push(name);
-            at = node.first_parent;
+            at = parent;
         }
         parts.reverse();
         format!("/{}", parts.join("/"))
@@ -423,7 +594,7 @@ impl Checker<'_> {
             .collect();
         for (child, parents) in dangling {
             for dir in parents {
-                if !self.in_scope(dir) {
+                if !self.in_scope(dir).await {
                     continue;
                 }
                 for name in self.names_in(dir, child).await? {
@@ -442,10 +613,6 @@ impl Checker<'_> {
                                 async move { tx.delete(key) }
                             })
                             .await?;
-                        // The directory's counters are rewritten below.
-                        if let Some(d) = self.dirs.get_mut(&dir) {
-                            d.entries -= 1;
-                        }
                         repaired = true;
                     }
                     self.report.found(
@@ -469,7 +636,7 @@ impl Checker<'_> {
         for ino in inos {
             let node = self.nodes[&ino].clone();
             let Some(attr) = node.attr else { continue };
-            if ino == ROOT_INO || !self.in_scope(ino) && node.links > 0 {
+            if ino == ROOT_INO || node.links > 0 && !self.in_scope(ino).await {
                 continue;
             }
             if node.links == 0 {
@@ -583,29 +750,12 @@ impl Checker<'_> {
     }
 
     /// Gives an unreachable inode the name `lost+found/INODE`.
-    async fn move_to_lost_found(&mut self, ino: Ino, kind: FileKind) -> Result<bool, FsckError> {
+    async fn move_to_lost_found(&self, ino: Ino, kind: FileKind) -> Result<bool, FsckError> {
         let ctx = Ctx::root();
         let dir = match self.meta.lookup(&ctx, ROOT_INO, LOST_FOUND).await {
             Ok((dir, _)) => dir,
             Err(MetaError::Errno(libc::ENOENT)) => {
                 let (dir, _) = self.meta.mkdir(&ctx, ROOT_INO, LOST_FOUND, 0o700).await?;
-                // mkdir counted it in the root's stored counters.
-                let root = self.dirs.entry(ROOT_INO).or_default();
-                root.stored_entries += 1;
-                root.stored_subdirs += 1;
-                root.stored_space += crate::meta::MIN_SPACE_BYTES as i64;
-                root.entries += 1;
-                root.subdirs += 1;
-                self.dirs.entry(dir).or_default();
-                let node = self.nodes.entry(dir).or_default();
-                node.links = 1;
-                node.first_parent = ROOT_INO;
-                node.attr = Some(NodeAttr {
-                    kind: FileKind::Directory,
-                    nlink: 2,
-                    parent: ROOT_INO,
-                    length: 4096,
-                });
                 dir
             }
             Err(e) => return Err(e.into()),
@@ -638,32 +788,7 @@ impl Checker<'_> {
                 }
             })
             .await?;
-        let Some(attr) = done else { return Ok(false) };
-        // Counted in lost+found's counters, rewritten by the next check.
-        let node = self.nodes.entry(ino).or_default();
-        node.links = 1;
-        node.first_parent = dir;
-        node.attr = Some(NodeAttr {
-            kind: attr.kind,
-            nlink: attr.nlink,
-            parent: dir,
-            length: attr.length,
-        });
-        let counts = self.dirs.entry(dir).or_default();
-        counts.entries += 1;
-        counts.subdirs += i64::from(kind == FileKind::Directory);
-        counts.stored_entries += 1;
-        counts.stored_subdirs += i64::from(kind == FileKind::Directory);
-        counts.stored_space += entry_space(&attr) as i64;
-        Ok(true)
-    }
-
-    /// What an inode's record says it counts in its directory.
-    fn entry_space_of(attr: &NodeAttr) -> i64 {
-        let mut a = Attr::new(attr.kind, 0, 0, 0, Timestamp::default());
-        a.length = attr.length;
-        a.parent = attr.parent;
-        entry_space(&a) as i64
+        Ok(done.is_some())
     }
 
     fn inode_space_of(attr: &NodeAttr) -> i64 {
@@ -672,33 +797,26 @@ impl Checker<'_> {
         inode_space(&a) as i64
     }
 
-    /// Directory counters against their entries.
+    /// This pass's directories' counters against their entries.
     async fn check_dirs(&mut self) -> Result<(), FsckError> {
-        for node in self.nodes.values() {
-            let Some(attr) = &node.attr else { continue };
-            let space = Self::entry_space_of(attr);
-            for dir in std::iter::once(&node.first_parent).chain(&node.more_parents) {
-                if node.links > 0 {
-                    if let Some(d) = self.dirs.get_mut(dir) {
-                        d.space += space;
-                    }
-                }
-            }
-        }
         let mut dirs: Vec<(Ino, DirCounts)> = self
             .dirs
             .iter()
-            .filter(|(ino, _)| self.nodes.get(ino).is_some_and(|n| n.attr.is_some()))
+            .filter(|(ino, _)| {
+                self.nodes
+                    .get(ino)
+                    .and_then(|n| n.attr)
+                    .is_some_and(|a| a.kind == FileKind::Directory)
+            })
             .map(|(i, d)| (*i, *d))
             .collect();
         dirs.sort_by_key(|(i, _)| *i);
         for (ino, d) in dirs {
-            if !self.in_scope(ino) {
+            if (d.stored_subdirs, d.stored_space, d.stored_entries) == (d.subdirs, d.space, d.entries)
+            {
                 continue;
             }
-            if (d.stored_subdirs, d.stored_space, d.stored_entries)
-                == (d.subdirs, d.space, d.entries)
-            {
+            if !self.in_scope(ino).await {
                 continue;
             }
             let path = self.path_of(ino).await;
@@ -735,15 +853,9 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// The volume's usage counters against its inodes.
+    /// The volume's usage counters against its inodes (all passes).
     async fn check_usage(&mut self) -> Result<(), FsckError> {
-        let (mut inodes, mut space) = (0i64, 0i64);
-        for node in self.nodes.values() {
-            if let Some(attr) = &node.attr {
-                inodes += 1;
-                space += Self::inode_space_of(attr);
-            }
-        }
+        let (inodes, space) = (self.used_inodes, self.used_space);
         for (name, found) in [("inodes", inodes), ("space", space)] {
             let shards = keys::counter_shards(name);
             let stored: i64 = read_all(self.meta, &shards)
@@ -784,7 +896,9 @@ impl Checker<'_> {
         let mut stored: HashMap<(u64, u32), i64> = HashMap::new();
         for (key, value) in read_all(self.meta, &keys::slice_refs_all()).await? {
             if let (Some(id), Some(size)) = (be_u64(&key, 1), be_u32(&key, 9)) {
-                stored.insert((id, size), decode_counter(&value));
+                if self.mine(id) {
+                    stored.insert((id, size), decode_counter(&value));
+                }
             }
         }
         let mut wrong = Vec::new();
@@ -869,6 +983,7 @@ impl Checker<'_> {
             .iter()
             .chain(read_all(self.meta, &KeyRange::prefix(b"Q")).await?.iter())
             .filter_map(|(k, _)| be_u64(k, 1))
+            .filter(|id| self.mine(*id))
             .collect();
         let now = Timestamp::now().sec;
         let mut after: Option<String> = None;
@@ -882,10 +997,13 @@ impl Checker<'_> {
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
             for object in page {
-                listed += 1;
                 let Some((id, index, len)) = parse_block_key(&object.key) else {
                     continue;
                 };
+                if !self.mine(id) {
+                    continue;
+                }
+                listed += 1;
                 if let Some(s) = self.slices.get_mut(&id) {
                     let start = index as u64 * block_size;
                     let expected = (s.size as u64).saturating_sub(start).min(block_size);
@@ -914,9 +1032,9 @@ impl Checker<'_> {
             }
             progress("objects listed", listed);
         }
-        self.report.objects = listed;
-        self.report.leaked_objects = orphans;
-        self.report.leaked_bytes = orphan_bytes;
+        self.report.objects += listed;
+        self.report.leaked_objects += orphans;
+        self.report.leaked_bytes += orphan_bytes;
         let mut missing: Vec<(u64, SliceUse)> = self
             .slices
             .iter()
@@ -926,8 +1044,15 @@ impl Checker<'_> {
         missing.sort_by_key(|(id, _)| *id);
         for (id, s) in missing {
             // A deleted file's slices are being reclaimed: blocks go first.
-            let live = self.nodes.get(&s.ino).is_some_and(|n| n.attr.is_some());
-            if !live || !self.in_scope(s.ino) {
+            let live = self
+                .meta
+                .db()
+                .run("fsck_live", |tx| async move {
+                    tx.snapshot_get(&keys::attr(s.ino)).await
+                })
+                .await?
+                .is_some();
+            if !live || !self.in_scope(s.ino).await {
                 continue;
             }
             let blocks = (s.size as u64).div_ceil(block_size);

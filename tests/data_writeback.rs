@@ -183,6 +183,7 @@ async fn kill9_recovery() -> Result<(), Failed> {
         check_objects: true,
         grace_secs: 3600,
         leaks_only: false,
+        inodes_per_pass: 0,
     };
     let report = jfs::fsck::fsck(&meta, objects, &options, &mut |_, _| {}).await?;
     if report.remaining() != 0 {

@@ -223,6 +223,10 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     v.umount();
     let (code, clean) = fsck_json(&v.meta, &[]);
     assert_eq!(code, 0, "a fresh volume is clean: {clean}");
+    let (code, clean) = fsck_json(&v.meta, &["--inodes-per-pass", "5"]);
+    assert_eq!(code, 0, "clean in several passes too: {clean}");
+    assert!(clean["passes"].as_u64().unwrap() > 5, "{clean}");
+    assert_eq!(clean["inodes"], fsck_json(&v.meta, &[]).1["inodes"]);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = open_store(&v.meta);
@@ -300,6 +304,10 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     ] {
         assert!(count(&report, kind).0 >= 1, "{kind} not found: {report:#}");
     }
+    // Several passes over the keys find the same.
+    let (code, passes) = fsck_json(&v.meta, &["--inodes-per-pass", "7"]);
+    assert_eq!(code, 1);
+    assert_eq!(passes["counts"], report["counts"], "{passes:#}");
     let details = report["details"].to_string();
     assert!(
         details.contains("/loses-a-block"),
@@ -320,7 +328,7 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
         "{scoped:#}"
     );
 
-    let (code, repaired) = fsck_json(&v.meta, &["--repair"]);
+    let (code, repaired) = fsck_json(&v.meta, &["--repair", "--inodes-per-pass", "7"]);
     assert_eq!(
         code, 1,
         "the missing block cannot be repaired: {repaired:#}"

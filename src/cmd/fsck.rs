@@ -26,6 +26,10 @@ pub struct FsckArgs {
     /// Unreferenced objects younger than this many seconds are left alone.
     #[arg(long, default_value_t = 3600)]
     pub grace_secs: i64,
+    /// Inodes held in memory per pass over the keys (bigger volumes take
+    /// several passes; about 200 bytes each).
+    #[arg(long, default_value_t = jfs::fsck::DEFAULT_INODES_PER_PASS)]
+    pub inodes_per_pass: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -44,6 +48,7 @@ pub fn run(args: FsckArgs) -> CmdResult<i32> {
             check_objects: !args.no_objects,
             grace_secs: args.grace_secs,
             leaks_only: false,
+            inodes_per_pass: args.inodes_per_pass,
         };
         let mut progress = Progress::new("fsck", "keys", args.json);
         let report = fsck(&meta, objects, &options, &mut |_, n| progress.update(n, 0))

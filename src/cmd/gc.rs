@@ -42,6 +42,7 @@ pub fn run(args: GcArgs) -> CmdResult<()> {
             check_objects: true,
             grace_secs: args.grace_secs,
             leaks_only: true,
+            inodes_per_pass: 0,
         };
         let mut progress = Progress::new("gc", "keys", args.json);
         let report = fsck(&meta, objects.clone(), &options, &mut |_, n| {
@@ -78,7 +79,7 @@ pub fn run(args: GcArgs) -> CmdResult<()> {
             "leaked_objects_deleted": leaked.1,
             "stale_uploads": pending.0,
             "stale_uploads_deleted": pending.1,
-            "fragmented_chunks": report.fragmented.len(),
+            "fragmented_chunks": report.fragmented_chunks,
             "chunks_compacted": compacted,
         });
         if args.json {
@@ -92,7 +93,7 @@ pub fn run(args: GcArgs) -> CmdResult<()> {
                 leaked.1,
                 pending.0,
                 pending.1,
-                report.fragmented.len(),
+                report.fragmented_chunks,
                 compacted
             );
             if !args.delete && (report.leaked_objects > 0 || pending.0 > 0) {
