@@ -95,7 +95,7 @@ for fs in j k; do
   wait $a $b
 done
 # Four writers (two per mount) in one directory: throughput and retries.
-stats() { "$jfs" stats "$1" | python3 -c 'import json,sys; t=json.load(sys.stdin)["transactions"]; print(t["transactions"], t["retries"], t["conflicts"], t["counter_rereads"])'; }
+stats() { "$jfs" stats --json "$1" | python3 -c 'import json,sys; t=json.load(sys.stdin)["transactions"]; print(t["transactions"], t["retries"], t["conflicts"], t["counter_rereads"])'; }
 read -r t1 r1 c1 x1 <<<"$(stats "$work/j1")"
 read -r t2 r2 c2 x2 <<<"$(stats "$work/j2")"
 for fs in j k; do

@@ -812,7 +812,8 @@ impl Checker<'_> {
             .collect();
         dirs.sort_by_key(|(i, _)| *i);
         for (ino, d) in dirs {
-            if (d.stored_subdirs, d.stored_space, d.stored_entries) == (d.subdirs, d.space, d.entries)
+            if (d.stored_subdirs, d.stored_space, d.stored_entries)
+                == (d.subdirs, d.space, d.entries)
             {
                 continue;
             }

@@ -84,8 +84,14 @@ impl FuseFs {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.rt
-            .spawn(work.instrument(tracing::debug_span!("fuse", op)));
+        let started = std::time::Instant::now();
+        self.rt.spawn(
+            async move {
+                work.await;
+                crate::metrics::fuse_op(op, started.elapsed());
+            }
+            .instrument(tracing::debug_span!("fuse", op)),
+        );
     }
 
     fn ino(&self, ino: INodeNo) -> Ino {

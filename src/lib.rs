@@ -8,6 +8,7 @@ pub mod fsck;
 pub mod fuse;
 pub mod kv;
 pub mod meta;
+pub mod metrics;
 pub mod object;
 pub mod vfs;
 

@@ -427,3 +427,115 @@ fn sqlite3_volume_mounts_and_reads_back_after_remount() {
     let out = jfs(&["umount", &mnt]);
     assert!(out.status.success(), "umount: {}", stderr(&out));
 }
+
+/// The value of the first metric line starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{text}"))
+}
+
+fn scrape(addr: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("Content-Type: text/plain; version=0.0.4"));
+    response
+}
+
+#[test]
+fn metrics_endpoint_and_stats_show_a_live_mount() {
+    let v = TestVolume::format("metrics");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    v.mount(&["--metrics", &addr]);
+    for i in 0..20 {
+        std::fs::write(v.path(&format!("f{i}")), pattern(100_000, i as u8)).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(
+            std::fs::read(v.path(&format!("f{i}"))).unwrap().len(),
+            100_000
+        );
+    }
+    let text = scrape(&addr);
+    assert!(metric(&text, "jfs_fuse_op_seconds_count{op=\"create\"}") >= 20.0);
+    assert!(metric(&text, "jfs_fuse_op_seconds_count{op=\"write\"}") >= 20.0);
+    assert!(
+        metric(
+            &text,
+            "jfs_fuse_op_seconds_bucket{op=\"create\",le=\"+Inf\"}"
+        ) >= 20.0
+    );
+    assert!(metric(&text, "jfs_transactions_total") >= 40.0);
+    assert!(metric(&text, "jfs_object_request_seconds_count{method=\"put\"}") >= 20.0);
+    assert!(metric(&text, "jfs_object_bytes_total{direction=\"out\"}") >= 2_000_000.0);
+    assert_eq!(
+        metric(&text, "jfs_buffer_limit_bytes"),
+        (300u64 << 20) as f64
+    );
+    metric(
+        &text,
+        "jfs_cache_requests_total{cache=\"memory\",result=\"hit\"}",
+    );
+    metric(&text, "jfs_transaction_conflicts_total");
+
+    // `jfs stats`: a snapshot as JSON, and live lines while files are made.
+    let out = jfs(&["stats", "--json", &v.mnt_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        snap["fuse"]["create"]["count"].as_u64().unwrap() >= 20,
+        "{snap}"
+    );
+    assert!(
+        snap["transactions"]["transactions"].as_u64().unwrap() >= 40,
+        "{snap}"
+    );
+    let mnt = v.mnt.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..200 {
+            std::fs::write(mnt.join(format!("g{i}")), b"x").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    let out = jfs(&["stats", &v.mnt_str(), "--count", "3", "--interval", "0.3"]);
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three lines:\n{text}");
+    assert!(
+        lines[0].contains("fuse op/s") && lines[0].contains("txn/s"),
+        "{text}"
+    );
+    let busy = lines[1..].iter().any(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<f64>().ok())
+            > Some(0.0)
+    });
+    assert!(busy, "the lines show the writes going on:\n{text}");
+    v.umount();
+
+    // An address that cannot be served fails the mount, clearly.
+    let out = v.try_mount(&["--metrics", "not-an-address"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--metrics not-an-address"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!v.is_mounted());
+}

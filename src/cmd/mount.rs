@@ -90,6 +90,9 @@ pub struct MountArgs {
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4)]
     pub fuse_threads: usize,
+    /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9567).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// Reports readiness to the parent of a background mount.
@@ -343,6 +346,19 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
             .new_session(&session_info(&args.mount_point), heartbeat * 5)
             .await?;
         spawn_background_jobs(&meta, &data, heartbeat);
+        jfs::metrics::start();
+        if let Some(addr) = &args.metrics {
+            let listener = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| {
+                    CmdError::new(format!(
+                        "--metrics {addr}: cannot listen there: {e} (give a free HOST:PORT, e.g. 127.0.0.1:9567)"
+                    ))
+                })?;
+            let data = data.clone();
+            tokio::spawn(jfs::metrics::serve(listener, move || data.gauges()));
+            tracing::info!(%addr, "serving metrics");
+        }
         let vfs = Vfs::new(
             meta,
             data,
@@ -539,10 +555,11 @@ async fn control_request(
             "volume": vfs.meta().volume().redacted(),
             "sessions": sessions_json(vfs.meta()).await,
         }),
-        Some("stats") => json!({
-            "mount": record.mount_point,
-            "transactions": jfs::kv::STATS.to_json(),
-        }),
+        Some("stats") => {
+            let mut stats = jfs::metrics::snapshot(vfs.data().gauges());
+            stats["mount"] = json!(record.mount_point);
+            stats
+        }
         Some("info") => {
             // The kernel knows the mount's root as inode 1 (--subdir).
             let ino = match req.get("ino").and_then(|i| i.as_u64()) {

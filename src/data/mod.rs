@@ -184,6 +184,20 @@ impl DataStore {
         }
     }
 
+    /// The write buffer's size (`--buffer-size`), in bytes.
+    pub fn buffer_limit(&self) -> u64 {
+        self.buffer_bytes
+    }
+
+    /// What the metrics report of this store now.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        crate::metrics::Gauges {
+            buffer_bytes: self.buffer_in_use(),
+            buffer_limit_bytes: self.buffer_bytes,
+            pending_uploads: self.pending_uploads() as u64,
+        }
+    }
+
     /// Buffer memory in use now, in bytes.
     pub fn buffer_in_use(&self) -> u64 {
         self.buffer_bytes - self.buffer.available_permits() as u64 * BUFFER_UNIT_BYTES

@@ -106,8 +106,10 @@ impl DataStore {
     ) -> DataResult<Arc<Vec<u8>>> {
         let key = block_key(id, index, len);
         if let Some(block) = self.cache.get(&key) {
+            crate::metrics::memory_cache(true);
             return Ok(block);
         }
+        crate::metrics::memory_cache(false);
         let slot = self.cache.fetch_slot(&key);
         let result = slot
             .get_or_try_init(|| self.fetch_block(id, key.clone(), len))
@@ -154,6 +156,7 @@ impl DataStore {
             .await
             .ok()
             .flatten();
+            crate::metrics::disk_cache(hit.is_some());
             if let Some(data) = hit {
                 return Ok(Arc::new(data));
             }

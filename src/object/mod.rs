@@ -13,7 +13,7 @@ mod mem;
 mod prefixed;
 pub mod s3;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -145,25 +145,45 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     }
 
     async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
-        self.retry("put", key, || self.inner.put(key, data.clone()))
-            .await
+        let (started, bytes) = (Instant::now(), data.len());
+        let result = self
+            .retry("put", key, || self.inner.put(key, data.clone()))
+            .await;
+        crate::metrics::object_request("put", started.elapsed(), result.is_ok());
+        if result.is_ok() {
+            crate::metrics::object_bytes(false, bytes);
+        }
+        result
     }
 
     async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
-        self.retry("get", key, || self.inner.get(key)).await
+        let started = Instant::now();
+        let result = self.retry("get", key, || self.inner.get(key)).await;
+        counted_get(started, &result);
+        result
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
-        self.retry("get", key, || self.inner.get_range(key, offset, len))
-            .await
+        let started = Instant::now();
+        let result = self
+            .retry("get", key, || self.inner.get_range(key, offset, len))
+            .await;
+        counted_get(started, &result);
+        result
     }
 
     async fn delete(&self, key: &str) -> ObjectResult<()> {
-        self.retry("delete", key, || self.inner.delete(key)).await
+        let started = Instant::now();
+        let result = self.retry("delete", key, || self.inner.delete(key)).await;
+        crate::metrics::object_request("delete", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn head(&self, key: &str) -> ObjectResult<Option<ObjectInfo>> {
-        self.retry("head", key, || self.inner.head(key)).await
+        let started = Instant::now();
+        let result = self.retry("head", key, || self.inner.head(key)).await;
+        crate::metrics::object_request("head", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn list(
@@ -172,7 +192,21 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         after: Option<&str>,
         limit: usize,
     ) -> ObjectResult<Vec<ObjectInfo>> {
-        self.retry("list", prefix, || self.inner.list(prefix, after, limit))
-            .await
+        let started = Instant::now();
+        let result = self
+            .retry("list", prefix, || self.inner.list(prefix, after, limit))
+            .await;
+        crate::metrics::object_request("list", started.elapsed(), result.is_ok());
+        result
+    }
+}
+
+/// Counts a GET (whole or ranged) and the bytes it brought; a missing
+/// object is an answer, not an error.
+fn counted_get(started: Instant, result: &ObjectResult<Vec<u8>>) {
+    let ok = matches!(result, Ok(_) | Err(ObjectError::NotFound(_)));
+    crate::metrics::object_request("get", started.elapsed(), ok);
+    if let Ok(data) = result {
+        crate::metrics::object_bytes(true, data.len());
     }
 }
