@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Metadata operations per second on a mounted directory, as FINDINGS
 measured JuiceFS: P processes, each N files in its own directory; create
-(open O_CREAT|O_EXCL + close), stat, rename, unlink. A measurement, not a
-test.
+(open O_CREAT|O_EXCL + close), stat, readdir (each process lists its
+directory READDIR_PASSES times; rate in entries/s), rename, unlink. A
+measurement, not a test.
 
     ci/metabench.py DIR [PROCESSES] [FILES_PER_PROCESS] [shared]
 
@@ -15,6 +16,9 @@ import time
 from multiprocessing import Pool
 
 
+READDIR_PASSES = 10
+
+
 def phase(args):
     name, d, n = args
     if name == "create":
@@ -23,6 +27,11 @@ def phase(args):
     elif name == "stat":
         for i in range(n):
             os.stat(f"{d}f{i}")
+    elif name == "readdir":
+        for _ in range(READDIR_PASSES):
+            with os.scandir(d if os.path.isdir(d) else os.path.dirname(d)) as it:
+                for _ in it:
+                    pass
     elif name == "rename":
         for i in range(n):
             os.rename(f"{d}f{i}", f"{d}g{i}")
@@ -45,10 +54,13 @@ def main():
             os.makedirs(d)
     results = []
     with Pool(procs) as pool:
-        for name in ["create", "stat", "rename", "unlink"]:
+        for name in ["create", "stat", "readdir", "rename", "unlink"]:
+            if name == "readdir" and shared:
+                continue
             start = time.monotonic()
             pool.map(phase, [(name, d, n) for d in dirs])
-            results.append((name, procs * n / (time.monotonic() - start)))
+            done = procs * n * (READDIR_PASSES if name == "readdir" else 1)
+            results.append((name, done / (time.monotonic() - start)))
     if not shared:
         for d in dirs:
             os.rmdir(d)

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""jfs next to JuiceFS, in one run, on the same servers (run by ci/bench.sh,
+which starts them and exports their addresses).
+
+Per engine pair (the embedded engine vs JuiceFS on sqlite3://, etcd vs etcd,
+Redis vs Redis; data of both on the same S3 server) it formats and mounts
+one volume of each and runs on both:
+  1. `jfs bench` / `juicefs bench`: big file write and read, small files
+     write, read and stat, with -p 1 and -p 4;
+  2. fio: sequential write and read (bs 1M), 4 KiB random reads, with a cold
+     cache (fresh cache directory, kernel caches dropped) and a warm one;
+  3. ci/metabench.py: create, stat, readdir, rename, unlink with 1 and 4
+     processes;
+  4. the peak RSS of each mount process.
+Then the FUSE passthrough ceiling (bindfs over a local directory) on the
+metadata benchmark. Prints one table (jfs, JuiceFS, ratio, target) and
+writes it as JSON to BENCH_JSON if set. BENCH_QUICK=1 shrinks every size
+(a rehearsal of the script, not figures).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JFS = os.path.join(REPO, "target/release/jfs")
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+BIG_MIB = 128 if QUICK else 1024
+SMALL_COUNT = 100
+FIO_SEQ = "128M" if QUICK else "1G"
+FIO_RAND = "64M" if QUICK else "256M"
+FIO_RAND_SECS = 5 if QUICK else 20
+META_FILES = 200 if QUICK else 1000
+
+# Targets: ratio jfs / JuiceFS that the issue asks for, by row kind.
+TARGETS = {"meta-embedded": 2.0, "meta": 1.5, "big": 1.2, "small": 1.5}
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+def peak_rss_mib(pids):
+    best = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        best = max(best, int(line.split()[1]) // 1024)
+        except OSError:
+            pass
+    return best
+
+
+def pids_serving(path, program):
+    """Processes whose command line mounts `path` with `program`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if words and os.path.basename(words[0]) == program and "mount" in words and path in words:
+            found.append(int(pid))
+    return found
+
+
+class Volume:
+    """One mounted volume: jfs or JuiceFS."""
+
+    def __init__(self, kind, meta, name, bucket, work):
+        self.kind, self.meta, self.name, self.bucket = kind, meta, name, bucket
+        self.path = os.path.join(work, f"{kind}-{name}")
+        self.work = work
+        self.generation = 0
+        os.makedirs(self.path, exist_ok=True)
+
+    def tool(self):
+        return JFS if self.kind == "jfs" else "juicefs"
+
+    def format(self):
+        keys = ["--access-key", os.environ["ACCESS_KEY"], "--secret-key", os.environ["SECRET_KEY"]]
+        if self.kind == "jfs":
+            run([JFS, "format", "--storage", "s3", "--bucket", self.bucket, *keys,
+                 "--trash-days", "0", self.meta, self.name])
+        else:
+            run(["juicefs", "format", "--storage", "s3", "--bucket", self.bucket, *keys,
+                 "--trash-days", "0", self.meta, self.name])
+
+    def mount(self):
+        """Mounts with a fresh cache directory (a cold cache)."""
+        self.generation += 1
+        cache = os.path.join(self.work, f"cache-{self.kind}-{self.name}-{self.generation}")
+        logf = os.path.join(self.work, f"{self.kind}-{self.name}.log")
+        if self.kind == "jfs":
+            run([JFS, "mount", "-d", "--cache-dir", cache, "--log", logf, self.meta, self.path])
+        else:
+            run(["juicefs", "mount", "-d", "--cache-dir", cache, "--log", logf,
+                 "--no-usage-report", self.meta, self.path])
+            for _ in range(100):
+                if os.path.ismount(self.path):
+                    break
+                time.sleep(0.1)
+        self.pids = pids_serving(self.path, "jfs" if self.kind == "jfs" else "juicefs")
+
+    def rss(self):
+        return peak_rss_mib(self.pids)
+
+    def umount(self):
+        if os.path.ismount(self.path):
+            subprocess.run([self.tool(), "umount", self.path], capture_output=True)
+        if os.path.ismount(self.path):
+            subprocess.run(["umount", "-l", self.path], capture_output=True)
+
+
+BENCH_ROWS = {
+    "Write big file": "big write MiB/s",
+    "Read big file": "big read MiB/s",
+    "Write small file": "small write files/s",
+    "Read small file": "small read files/s",
+    "Stat file": "stat files/s",
+}
+
+
+def tool_bench(vol, threads):
+    out = run([vol.tool(), "bench", vol.path, "--big-file-size", str(BIG_MIB),
+               "--small-file-count", str(SMALL_COUNT), "-p", str(threads)])
+    found = {}
+    for item, label in BENCH_ROWS.items():
+        m = re.search(r"\|\s*" + item + r"\s*\|\s*([\d.]+)", out)
+        if m:
+            found[f"bench -p {threads}: {label}"] = float(m.group(1))
+    return found
+
+
+def fio(vol, name, rw, bs, size, extra=()):
+    path = os.path.join(vol.path, "fio.data")
+    out = run(["fio", "--name", name, "--filename", path, "--rw", rw, "--bs", bs,
+               "--size", size, "--ioengine", "psync", "--output-format", "json", *extra])
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    side = job["write"] if rw in ("write", "randwrite") else job["read"]
+    return side["bw_bytes"] / (1 << 20), side["iops"]
+
+
+def fio_suite(vol):
+    found = {}
+    mib, _ = fio(vol, "seqwrite", "write", "1M", FIO_SEQ, ["--end_fsync=1"])
+    found["fio seq write 1M MiB/s"] = mib
+    # Cold: a fresh cache directory and the kernel's caches dropped.
+    vol.umount()
+    drop_caches()
+    vol.mount()
+    mib, _ = fio(vol, "seqread", "read", "1M", FIO_SEQ)
+    found["fio seq read 1M cold MiB/s"] = mib
+    mib, _ = fio(vol, "seqread", "read", "1M", FIO_SEQ)
+    found["fio seq read 1M warm MiB/s"] = mib
+    os.unlink(os.path.join(vol.path, "fio.data"))
+    fio(vol, "prepare", "write", "1M", FIO_RAND, ["--end_fsync=1"])
+    vol.umount()
+    drop_caches()
+    vol.mount()
+    timed = ["--time_based", "--runtime", str(FIO_RAND_SECS)]
+    _, iops = fio(vol, "randread", "randread", "4k", FIO_RAND, timed)
+    found["fio rand read 4K cold IOPS"] = iops
+    drop_caches()
+    _, iops = fio(vol, "randread", "randread", "4k", FIO_RAND, timed)
+    found["fio rand read 4K warm IOPS"] = iops
+    os.unlink(os.path.join(vol.path, "fio.data"))
+    return found
+
+
+def metabench(path, procs):
+    out = run([sys.executable, os.path.join(REPO, "ci/metabench.py"), path, str(procs),
+               str(META_FILES)])
+    return {f"meta {procs}p: {k} ops/s": float(v) for k, v in re.findall(r"(\w+)=(\d+)/s", out)}
+
+
+def kind_of(row, engine):
+    if row.startswith("meta"):
+        return "meta-embedded" if engine == "embedded" else "meta"
+    if "big" in row or "seq" in row:
+        return "big"
+    if "small" in row or "stat files" in row:
+        return "small"
+    return None
+
+
+def pair(engine, jmeta, kmeta, bucket, work):
+    log(f"{engine}: format and mount")
+    vols = [Volume("jfs", jmeta, f"j{engine}", bucket, work),
+            Volume("juicefs", kmeta, f"k{engine}", bucket, work)]
+    results = {}
+    try:
+        for v in vols:
+            v.format()
+            v.mount()
+        for v in vols:
+            r = {}
+            for threads in (1, 4):
+                log(f"{engine}: {v.kind} bench -p {threads}")
+                r.update(tool_bench(v, threads))
+            log(f"{engine}: {v.kind} fio")
+            r.update(fio_suite(v))
+            for procs in (1, 4):
+                log(f"{engine}: {v.kind} metabench {procs}p")
+                r.update(metabench(v.path, procs))
+            r["peak RSS MiB (lower is better)"] = v.rss()
+            results[v.kind] = r
+    finally:
+        for v in vols:
+            v.umount()
+    rows = []
+    for key in results["jfs"]:
+        j, k = results["jfs"][key], results["juicefs"].get(key)
+        if k is None:
+            continue
+        ratio = j / k if k else float("inf")
+        lower_better = "RSS" in key
+        target = 1.0 if lower_better else TARGETS.get(kind_of(key, engine) or "", None)
+        met = None if target is None else (ratio <= target if lower_better else ratio >= target)
+        rows.append({"engine": engine, "test": key, "jfs": j, "juicefs": k,
+                     "ratio": ratio, "target": target, "met": met})
+    return rows
+
+
+def passthrough(work):
+    """The FUSE ceiling: bindfs over a local directory, metadata only."""
+    if shutil.which("bindfs") is None:
+        return []
+    src, mnt = os.path.join(work, "bind-src"), os.path.join(work, "bind-mnt")
+    os.makedirs(src)
+    os.makedirs(mnt)
+    run(["bindfs", src, mnt])
+    try:
+        found = {}
+        for procs in (1, 4):
+            found.update(metabench(mnt, procs))
+        return found
+    finally:
+        subprocess.run(["umount", mnt], capture_output=True)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="jfs-bench.", dir="/tmp")
+    bucket = os.environ["JFS_TEST_S3"]
+    rid = str(os.getpid())
+    pairs = [("embedded", os.path.join(work, "jfs-meta"), f"sqlite3://{work}/juicefs.db")]
+    if os.environ.get("JFS_TEST_ETCD"):
+        eps = os.environ["JFS_TEST_ETCD"].split("://")[1].split("/")[0]
+        pairs.append(("etcd", f"etcd://{eps}/jb{rid}", f"etcd://{eps}/kb{rid}"))
+    if os.environ.get("JFS_TEST_REDIS"):
+        r = os.environ["JFS_TEST_REDIS"]
+        pairs.append(("redis", f"{r}?prefix=jb{rid}", r.rsplit("/", 1)[0] + "/2"))
+    rows = []
+    try:
+        for engine, jmeta, kmeta in pairs:
+            rows += pair(engine, jmeta, kmeta, bucket, work)
+        ceiling = passthrough(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load = open("/proc/loadavg").read().split()[:3]
+    print(f"Load average at the end: {' '.join(load)}; {os.cpu_count()} cores; "
+          f"sizes: big file {BIG_MIB} MiB, fio {FIO_SEQ} / {FIO_RAND}, {META_FILES} files per process")
+    print()
+    print("| engine | test | jfs | JuiceFS | jfs / JuiceFS | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        target = "" if r["target"] is None else (f"<= {r['target']}" if "RSS" in r["test"] else f">= {r['target']}")
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        print(f"| {r['engine']} | {r['test']} | {r['jfs']:,.0f} | {r['juicefs']:,.0f} | "
+              f"{r['ratio']:.2f} | {target} | {met} |")
+    if ceiling:
+        print()
+        print("FUSE passthrough ceiling (bindfs of a local directory) and jfs on the embedded engine:")
+        print()
+        print("| test | bindfs | jfs embedded | jfs / bindfs |")
+        print("|---|---|---|---|")
+        jfs_emb = {r["test"]: r["jfs"] for r in rows if r["engine"] == "embedded"}
+        for test, value in ceiling.items():
+            j = jfs_emb.get(test)
+            if j:
+                print(f"| {test} | {value:,.0f} | {j:,.0f} | {j / value:.2f} |")
+    if os.environ.get("BENCH_JSON"):
+        with open(os.environ["BENCH_JSON"], "w") as f:
+            json.dump({"rows": rows, "passthrough": ceiling, "load": load}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
