@@ -40,8 +40,8 @@ pub struct LoadArgs {
     /// Object storage access key to store (instead of the dump's).
     #[arg(long)]
     pub access_key: Option<String>,
-    /// Object storage secret key to store (dumps leave it out); also from
-    /// SECRET_KEY.
+    /// Object storage secret key to store (dumps leave it out; SECRET_KEY
+    /// fills it in where the dump says it was removed).
     #[arg(long)]
     pub secret_key: Option<String>,
     /// Print the summary as JSON.
@@ -142,10 +142,8 @@ pub fn run_load(args: LoadArgs) -> CmdResult<()> {
         let mut progress = Progress::new("loaded", "entries", args.json);
         let options = LoadOptions {
             access_key: args.access_key.clone(),
-            secret_key: args
-                .secret_key
-                .clone()
-                .or_else(|| std::env::var("SECRET_KEY").ok()),
+            secret_key: args.secret_key.clone(),
+            removed_secret_key: std::env::var("SECRET_KEY").ok(),
         };
         let stats = load(db.clone(), input, options, &mut |n, total| {
             progress.update(n, total)

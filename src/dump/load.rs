@@ -60,6 +60,9 @@ pub struct LoadOptions {
     /// no secret key unless made with `--keep-secret-key`).
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    /// The secret key to put back where the dump says it was removed
+    /// (from the environment); never added to a volume that had none.
+    pub removed_secret_key: Option<String>,
 }
 
 /// One step of the dump, in document order.
@@ -775,11 +778,13 @@ impl Loader {
         volume.secret_key = match (&self.options.secret_key, dumped_secret) {
             (Some(key), _) => Some(key.clone()),
             (None, Some(k)) if k == "removed" => {
-                self.stats.notes.push(
-                    "the dump has no secret key: set it with `jfs config META_URL --secret-key KEY`"
-                        .into(),
-                );
-                None
+                if self.options.removed_secret_key.is_none() {
+                    self.stats.notes.push(
+                        "the dump has no secret key: set it with `jfs config META_URL --secret-key KEY`"
+                            .into(),
+                    );
+                }
+                self.options.removed_secret_key.clone()
             }
             (None, other) => other,
         };
