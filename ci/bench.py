@@ -81,7 +81,8 @@ def pids_serving(path, program):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        words = [a.decode(errors="replace") for a in argv]
+        # JuiceFS rewrites its command line as one space-separated string.
+        words = b" ".join(argv).decode(errors="replace").split()
         if words and os.path.basename(words[0]) == program and "mount" in words and path in words:
             found.append(int(pid))
     return found

@@ -246,11 +246,21 @@ impl DataStore {
             });
         }
         let permit = self.uploads.clone().acquire_owned().await;
+        let disk = self.disk.clone();
         tokio::spawn(async move {
             let _held = (permit, reserved);
-            let object = tokio::task::spawn_blocking(move || encode(&data, codec))
-                .await
-                .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
+            let cached_key = key.clone();
+            let object = tokio::task::spawn_blocking(move || {
+                let object = encode(&data, codec);
+                // What was just written is what is read next (JuiceFS
+                // caches written blocks too): keep it in the disk cache.
+                if let Some(disk) = disk {
+                    disk.put(&cached_key, &object);
+                }
+                object
+            })
+            .await
+            .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
             objects.put(&key, object).await
         })
     }
