@@ -232,6 +232,56 @@ pub struct FileReader {
     store: Arc<DataStore>,
     ino: Ino,
     pattern: Mutex<ReadPattern>,
+    chunks: Arc<ChunkRecords>,
+}
+
+/// How long an open file's chunk records are used without asking the KV
+/// store again: as the kernel's attribute cache, a second. Opens, this
+/// mount's writes and truncates drop them at once (close-to-open); a
+/// block gone because another client compacted the chunk makes the read
+/// fetch the records again.
+const CHUNK_RECORDS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Chunk records of an open file, so that every read request does not ask
+/// the KV store again (a round trip per 128 KiB read on etcd).
+#[derive(Default)]
+struct ChunkRecords {
+    by_chunk: Mutex<HashMap<u32, (std::time::Instant, Arc<Vec<SliceRecord>>)>>,
+}
+
+/// Chunks whose records one open file keeps (64 chunks: 4 GiB of file).
+const CHUNK_RECORDS_KEPT: usize = 64;
+
+impl ChunkRecords {
+    async fn get(
+        &self,
+        store: &DataStore,
+        ino: Ino,
+        chunk: u32,
+    ) -> DataResult<Arc<Vec<SliceRecord>>> {
+        if let Some((at, records)) = self.lock().get(&chunk) {
+            if at.elapsed() < CHUNK_RECORDS_TTL {
+                return Ok(records.clone());
+            }
+        }
+        let records = Arc::new(store.meta.read_chunk(ino, chunk).await?);
+        let mut map = self.lock();
+        if map.len() >= CHUNK_RECORDS_KEPT {
+            map.clear();
+        }
+        map.insert(chunk, (std::time::Instant::now(), records.clone()));
+        Ok(records)
+    }
+
+    fn forget(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u32, (std::time::Instant, Arc<Vec<SliceRecord>>)>> {
+        self.by_chunk.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl FileReader {
@@ -243,11 +293,29 @@ impl FileReader {
                 next: u64::MAX,
                 ..Default::default()
             }),
+            chunks: Arc::default(),
         }
     }
 
-    /// Up to `len` bytes at `offset` of a file `file_len` bytes long.
+    /// Drops the chunk records this reader keeps: the file changed.
+    pub fn forget_chunks(&self) {
+        self.chunks.forget();
+    }
+
+    /// Up to `len` bytes at `offset` of a file `file_len` bytes long. A
+    /// block missing from object storage is read again with fresh records
+    /// once (the chunk was compacted and its old slices deleted).
     pub async fn read(&self, offset: u64, len: usize, file_len: u64) -> DataResult<Vec<u8>> {
+        match self.read_once(offset, len, file_len).await {
+            Err(DataError::Object(crate::object::ObjectError::NotFound(_))) => {
+                self.forget_chunks();
+                self.read_once(offset, len, file_len).await
+            }
+            other => other,
+        }
+    }
+
+    async fn read_once(&self, offset: u64, len: usize, file_len: u64) -> DataResult<Vec<u8>> {
         let end = offset.saturating_add(len as u64).min(file_len);
         if end <= offset {
             return Ok(Vec::new());
@@ -281,7 +349,7 @@ impl FileReader {
                 offset.max(chunk_start) - chunk_start,
                 end.min(chunk_start + CHUNK_SIZE) - chunk_start,
             );
-            let records = self.store.meta.read_chunk(self.ino, chunk as u32).await?;
+            let records = self.chunks.get(&self.store, self.ino, chunk as u32).await?;
             if records.len() > COMPACT_AFTER_RECORDS {
                 let (store, ino) = (self.store.clone(), self.ino);
                 tokio::spawn(async move {
@@ -300,7 +368,7 @@ impl FileReader {
     /// Fetches into the cache, in the background, the blocks behind file
     /// bytes `[from, to)`.
     fn read_ahead(&self, from: u64, to: u64) {
-        let (store, ino) = (self.store.clone(), self.ino);
+        let (store, ino, chunks) = (self.store.clone(), self.ino, self.chunks.clone());
         tokio::spawn(async move {
             let bs = store.block_size as u64;
             for chunk in from / CHUNK_SIZE..=(to - 1) / CHUNK_SIZE {
@@ -309,7 +377,7 @@ impl FileReader {
                     from.max(chunk_start) - chunk_start,
                     to.min(chunk_start + CHUNK_SIZE) - chunk_start,
                 );
-                let Ok(records) = store.meta.read_chunk(ino, chunk as u32).await else {
+                let Ok(records) = chunks.get(&store, ino, chunk as u32).await else {
                     return;
                 };
                 for seg in overlay(&records).into_iter().filter(|s| s.id != 0) {
@@ -396,6 +464,7 @@ impl FileReader {
             if cached.is_none()
                 && !on_disk
                 && self.store.codec == Codec::None
+                && self.store.decoder(id) == super::block::BlockDecoder::Jfs
                 && n * 4 < block_len as u64
             {
                 let part = self

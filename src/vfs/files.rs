@@ -67,8 +67,11 @@ impl OpenFile {
         self.length.load(Ordering::Acquire)
     }
 
+    /// The length as the KV store has it, after an open or a change of
+    /// the file's layout here: the reader's chunk records go too.
     pub fn set_length(&self, length: u64) {
         self.length.store(length, Ordering::Release);
+        self.reader.forget_chunks();
     }
 
     pub fn posix_locked(&self) -> bool {
@@ -104,6 +107,7 @@ impl OpenFile {
         // the slice, and the error goes to this close or fsync.
         let result = writer.flush().await;
         self.dirty.store(false, Ordering::Release);
+        self.reader.forget_chunks();
         result
     }
 }
