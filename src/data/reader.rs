@@ -246,8 +246,11 @@ const CHUNK_RECORDS_TTL: std::time::Duration = std::time::Duration::from_secs(1)
 /// the KV store again (a round trip per 128 KiB read on etcd).
 #[derive(Default)]
 struct ChunkRecords {
-    by_chunk: Mutex<HashMap<u32, (std::time::Instant, Arc<Vec<SliceRecord>>)>>,
+    by_chunk: Mutex<HashMap<u32, FetchedRecords>>,
 }
+
+/// A chunk's records and when they were read.
+type FetchedRecords = (std::time::Instant, Arc<Vec<SliceRecord>>);
 
 /// Chunks whose records one open file keeps (64 chunks: 4 GiB of file).
 const CHUNK_RECORDS_KEPT: usize = 64;
@@ -277,9 +280,7 @@ impl ChunkRecords {
         self.lock().clear();
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u32, (std::time::Instant, Arc<Vec<SliceRecord>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, FetchedRecords>> {
         self.by_chunk.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
