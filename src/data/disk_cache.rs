@@ -95,6 +95,24 @@ impl DiskCache {
         }
     }
 
+    /// Byte ranges of the stored block `key`, if cached (unchecked): a
+    /// small read takes the pieces it needs, not the whole block.
+    pub fn get_ranges(&self, key: &str, ranges: &[std::ops::Range<u64>]) -> Option<Vec<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        if !self.lock().sizes.contains_key(key) {
+            return None;
+        }
+        let file = std::fs::File::open(self.path(key)).ok()?;
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let mut buf = vec![0u8; (r.end - r.start) as usize];
+            file.read_exact_at(&mut buf, r.start).ok()?;
+            out.push(buf);
+        }
+        self.lock().order.push_back(key.to_string());
+        Some(out)
+    }
+
     /// Keeps `data` (a stored block) under `key`, evicting as needed.
     /// Failures only mean the block is not cached.
     pub fn put(&self, key: &str, data: &[u8]) {

@@ -179,6 +179,45 @@ impl DataStore {
         Ok(Arc::new(data))
     }
 
+    /// `n` bytes at `within` of block `index` of slice `id` from the disk
+    /// cache, reading and checking only the pieces needed; None when the
+    /// block is not there uncompressed (or its pieces fail their check:
+    /// the entry is dropped and the block fetched again).
+    async fn disk_block_range(
+        &self,
+        id: u64,
+        index: u32,
+        len: u32,
+        within: u64,
+        n: u64,
+    ) -> Option<Vec<u8>> {
+        let disk = self.disk.clone()?;
+        let key = block_key(id, index, len);
+        let plan = RangeRead::plan(len as u64, within, n);
+        tokio::task::spawn_blocking(move || {
+            let header = 0..super::block::HEADER_BYTES;
+            let parts = disk.get_ranges(
+                &key,
+                &[header, plan.crc_bytes.clone(), plan.data_bytes.clone()],
+            )?;
+            let [header, crcs, data] = <[Vec<u8>; 3]>::try_from(parts).ok()?;
+            if &header[..4] != super::block::MAGIC || header[5] != Codec::None as u8 {
+                return None; // compressed: read whole
+            }
+            match plan.extract(&crcs, &data) {
+                Ok(part) => Some(part),
+                Err(_) => {
+                    tracing::warn!(object = %key, "damaged disk cache entry dropped; fetching again");
+                    disk.remove(&key);
+                    None
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// `n` bytes at `within` of an uncompressed block, fetching only the
     /// pieces needed.
     async fn block_range(
@@ -462,12 +501,24 @@ impl FileReader {
                 .cache
                 .get(&block_key(id, index as u32, block_len));
             let on_disk = self.store.disk.is_some() || self.store.staging.is_some();
-            if cached.is_none()
-                && !on_disk
-                && self.store.codec == Codec::None
+            // A small read of a block not in memory takes only the pieces
+            // it needs: from the disk cache, or (without one) from object
+            // storage; otherwise the whole block is fetched and cached.
+            let small = cached.is_none()
                 && self.store.decoder(id) == super::block::BlockDecoder::Jfs
-                && n * 4 < block_len as u64
-            {
+                && n * 4 < block_len as u64;
+            let from_disk = match small {
+                true => {
+                    self.store
+                        .disk_block_range(id, index as u32, block_len, within, n)
+                        .await
+                }
+                false => None,
+            };
+            if let Some(part) = from_disk {
+                crate::metrics::disk_cache(true);
+                dst[..n as usize].copy_from_slice(&part);
+            } else if small && !on_disk && self.store.codec == Codec::None {
                 let part = self
                     .store
                     .block_range(id, index as u32, block_len, within, n)
