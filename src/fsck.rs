@@ -1080,14 +1080,7 @@ impl Checker<'_> {
 }
 
 async fn read_all(meta: &Meta, range: &KeyRange) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FsckError> {
-    let mut all = Vec::new();
-    let mut next = Some(range.clone());
-    while let Some(range) = next {
-        let page = meta.db().scan_page(&range, PAGE_KEYS).await?;
-        next = page.next;
-        all.extend(page.entries);
-    }
-    Ok(all)
+    Ok(meta.db().scan_pages(range, PAGE_KEYS).await?)
 }
 
 /// `chunks/A/B/{id}_{index}_{len}` -> (id, index, len).

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::block::{block_key, Codec, RangeRead};
+use super::disk_cache::DiskCache;
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
@@ -144,14 +145,7 @@ impl DataStore {
             let k = key.clone();
             let hit = tokio::task::spawn_blocking(move || {
                 let stored = disk.get(&k)?;
-                match decoder.decode(stored, len) {
-                    Ok(data) => Some(data),
-                    Err(_) => {
-                        tracing::warn!(object = %k, "damaged disk cache entry dropped; fetching again");
-                        disk.remove(&k);
-                        None
-                    }
-                }
+                checked_or_dropped(&disk, &k, decoder.decode(stored, len))
             })
             .await
             .ok()
@@ -204,14 +198,7 @@ impl DataStore {
             if &header[..4] != super::block::MAGIC || header[5] != Codec::None as u8 {
                 return None; // compressed: read whole
             }
-            match plan.extract(&crcs, &data) {
-                Ok(part) => Some(part),
-                Err(_) => {
-                    tracing::warn!(object = %key, "damaged disk cache entry dropped; fetching again");
-                    disk.remove(&key);
-                    None
-                }
-            }
+            checked_or_dropped(&disk, &key, plan.extract(&crcs, &data))
         })
         .await
         .ok()
@@ -244,6 +231,23 @@ impl DataStore {
         );
         plan.extract(&crcs?, &data?)
             .map_err(|e| corrupt(&key, e.to_string()))
+    }
+}
+
+/// What a disk cache entry held, if it passed its check; a damaged entry
+/// is dropped (and the block fetched again by the caller).
+fn checked_or_dropped(
+    disk: &DiskCache,
+    key: &str,
+    checked: Result<Vec<u8>, super::block::BlockError>,
+) -> Option<Vec<u8>> {
+    match checked {
+        Ok(data) => Some(data),
+        Err(_) => {
+            tracing::warn!(object = %key, "damaged disk cache entry dropped; fetching again");
+            disk.remove(key);
+            None
+        }
     }
 }
 

@@ -235,14 +235,7 @@ async fn next_id(meta: &Meta, kind: &str) -> Result<u64, DumpError> {
 }
 
 async fn read_all(meta: &Meta, range: &KeyRange) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DumpError> {
-    let mut all = Vec::new();
-    let mut next = Some(range.clone());
-    while let Some(range) = next {
-        let page = meta.db().scan_page(&range, 1024).await?;
-        next = page.next;
-        all.extend(page.entries);
-    }
-    Ok(all)
+    Ok(meta.db().scan_pages(range, PAGE_ENTRIES * 4).await?)
 }
 
 async fn read_chunks(meta: &Meta, ino: Ino) -> Result<Vec<DumpedChunk>, DumpError> {

@@ -113,6 +113,25 @@ impl Db {
         .await
     }
 
+    /// Every entry of `range`, read a page (`page_size` keys) per
+    /// transaction: a small family read by a long job, which must not
+    /// hold one transaction open (or past the engine's limits) for all of
+    /// it. Not a snapshot across pages.
+    pub async fn scan_pages(
+        &self,
+        range: &super::KeyRange,
+        page_size: usize,
+    ) -> KvResult<Vec<(super::Key, super::Value)>> {
+        let mut all = Vec::new();
+        let mut next = Some(range.clone());
+        while let Some(range) = next {
+            let page = self.scan_page(&range, page_size).await?;
+            next = page.next;
+            all.extend(page.entries);
+        }
+        Ok(all)
+    }
+
     /// Makes every acknowledged commit durable against power loss.
     pub async fn sync(&self) -> KvResult<()> {
         self.engine.sync().await
