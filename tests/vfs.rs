@@ -81,7 +81,7 @@ async fn open_keeps_the_cache_only_when_the_file_did_not_change() {
     a.release(w.fh).await.expect("release");
     let after = b.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
     assert!(!after.keep_cache, "changed by another client");
-    assert_eq!(b.read(after.fh, 0, 10).await.expect("read"), b"two");
+    assert_eq!(&b.read(after.fh, 0, 10).await.expect("read")[..], b"two");
     b.release(after.fh).await.expect("release");
 
     // A client's own writes do not cost it its cache.
@@ -259,7 +259,7 @@ async fn released_files_close_in_batches_and_reopen_meanwhile() {
     // Released but not closed yet: the marker stays, and an open reuses it.
     let (first, last) = (inos[0], inos[39]);
     let again = a.open(&ctx, last, RW).await.expect("reopen");
-    assert_eq!(a.read(again.fh, 0, 10).await.expect("read"), b"f39");
+    assert_eq!(&a.read(again.fh, 0, 10).await.expect("read")[..], b"f39");
     // Another host unlinks files this one has open or just released: the
     // open one stays readable, the released one goes once closed.
     b.unlink(&ctx, ROOT_INO, b"f39").await.expect("unlink open");
@@ -280,7 +280,7 @@ async fn released_files_close_in_batches_and_reopen_meanwhile() {
         1,
         "the reopened file stays open"
     );
-    assert_eq!(a.read(again.fh, 0, 10).await.expect("read"), b"f39");
+    assert_eq!(&a.read(again.fh, 0, 10).await.expect("read")[..], b"f39");
     a.release(again.fh).await.expect("release");
     until_closed(&a, last).await;
     assert_eq!(

@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
+
 pub const MAGIC: &[u8; 4] = b"JFSB";
 pub const VERSION: u8 = 1;
 pub const HEADER_BYTES: u64 = 16;
@@ -115,14 +117,15 @@ fn header(object: &[u8]) -> Result<Header, BlockError> {
 }
 
 /// The data of a whole block object, checked.
-pub fn decode(object: &[u8]) -> Result<Vec<u8>, BlockError> {
+pub fn decode(object: &[u8]) -> Result<Bytes, BlockError> {
     decode_owned(object.to_vec())
 }
 
-/// As [`decode`], reusing the object's memory. An uncompressed block is
-/// read once: each piece's CRC is computed, compared with the table, and
-/// the piece CRCs are combined into the whole block's CRC for the header's.
-pub fn decode_owned(mut object: Vec<u8>) -> Result<Vec<u8>, BlockError> {
+/// As [`decode`], reusing the object's memory: an uncompressed block's
+/// data is a view into the object, never copied. It is read once: each
+/// piece's CRC is computed, compared with the table, and the piece CRCs are
+/// combined into the whole block's CRC for the header's.
+pub fn decode_owned(object: Vec<u8>) -> Result<Bytes, BlockError> {
     let h = header(&object)?;
     let body_len = object.len() as u64 - HEADER_BYTES;
     match h.codec {
@@ -155,8 +158,7 @@ pub fn decode_owned(mut object: Vec<u8>) -> Result<Vec<u8>, BlockError> {
             if whole.finalize() != h.crc {
                 return Err(BlockError::Corrupt("checksum mismatch".into()));
             }
-            object.drain(..data_start);
-            Ok(object)
+            Ok(Bytes::from(object).slice(data_start..))
         }
         Codec::Zstd => {
             let data =
@@ -165,7 +167,7 @@ pub fn decode_owned(mut object: Vec<u8>) -> Result<Vec<u8>, BlockError> {
             if data.len() as u64 != h.data_len || crc32fast::hash(&data) != h.crc {
                 return Err(BlockError::Corrupt("checksum mismatch".into()));
             }
-            Ok(data)
+            Ok(Bytes::from(data))
         }
     }
 }
@@ -200,17 +202,19 @@ impl JuiceFsCodec {
 
 impl BlockDecoder {
     /// The data of a whole object holding `len` bytes of data.
-    pub fn decode(self, object: Vec<u8>, len: u32) -> Result<Vec<u8>, BlockError> {
+    pub fn decode(self, object: Vec<u8>, len: u32) -> Result<Bytes, BlockError> {
         let data = match self {
             BlockDecoder::Jfs => decode_owned(object)?,
-            BlockDecoder::JuiceFs(JuiceFsCodec::None) => object,
+            BlockDecoder::JuiceFs(JuiceFsCodec::None) => Bytes::from(object),
             BlockDecoder::JuiceFs(JuiceFsCodec::Lz4) => {
                 lz4_flex::block::decompress(&object, len as usize)
                     .map_err(|e| BlockError::Corrupt(format!("lz4 block does not decode: {e}")))?
+                    .into()
             }
             BlockDecoder::JuiceFs(JuiceFsCodec::Zstd) => {
                 zstd::bulk::decompress(&object, len as usize)
                     .map_err(|e| BlockError::Corrupt(format!("zstd frame does not decode: {e}")))?
+                    .into()
             }
         };
         if data.len() != len as usize {

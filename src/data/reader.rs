@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::OnceCell;
 
 use super::block::{block_key, Codec, RangeRead};
@@ -26,11 +27,11 @@ pub struct BlockCache {
     inner: Mutex<CacheInner>,
 }
 
-type Fetch = Arc<OnceCell<Arc<Vec<u8>>>>;
+type Fetch = Arc<OnceCell<Bytes>>;
 
 #[derive(Default)]
 struct CacheInner {
-    blocks: HashMap<String, Arc<Vec<u8>>>,
+    blocks: HashMap<String, Bytes>,
     order: VecDeque<String>,
     bytes: usize,
     /// Fetches under way, shared by everyone who needs the block.
@@ -49,11 +50,11 @@ impl BlockCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
+    fn get(&self, key: &str) -> Option<Bytes> {
         self.lock().blocks.get(key).cloned()
     }
 
-    fn insert(&self, key: String, block: Arc<Vec<u8>>) {
+    fn insert(&self, key: String, block: Bytes) {
         if block.len() > self.budget {
             return;
         }
@@ -104,7 +105,7 @@ impl DataStore {
         id: u64,
         index: u32,
         len: u32,
-    ) -> DataResult<Arc<Vec<u8>>> {
+    ) -> DataResult<Bytes> {
         let key = block_key(id, index, len);
         if let Some(block) = self.cache.get(&key) {
             crate::metrics::memory_cache(true);
@@ -123,7 +124,7 @@ impl DataStore {
         result
     }
 
-    async fn fetch_block(&self, id: u64, key: String, len: u32) -> DataResult<Arc<Vec<u8>>> {
+    async fn fetch_block(&self, id: u64, key: String, len: u32) -> DataResult<Bytes> {
         let decoder = self.decoder(id);
         // A block written with writeback may not be uploaded yet.
         if let Some(staging) = self.staging.clone() {
@@ -136,7 +137,7 @@ impl DataStore {
             .flatten();
             if let Some(decoded) = staged {
                 let data = decoded.map_err(|e| corrupt(&key, e.to_string()))?;
-                return Ok(Arc::new(data));
+                return Ok(data);
             }
         }
         // Disk cache first; its file I/O and all decoding run off the
@@ -152,7 +153,7 @@ impl DataStore {
             .flatten();
             crate::metrics::disk_cache(hit.is_some());
             if let Some(data) = hit {
-                return Ok(Arc::new(data));
+                return Ok(data);
             }
         }
         let object = self.objects.get(&key).await?;
@@ -170,7 +171,7 @@ impl DataStore {
             reason: format!("decoder failed: {e}"),
         })?
         .map_err(|e| corrupt(&key, e.to_string()))?;
-        Ok(Arc::new(data))
+        Ok(data)
     }
 
     /// `n` bytes at `within` of block `index` of slice `id` from the disk
@@ -236,11 +237,11 @@ impl DataStore {
 
 /// What a disk cache entry held, if it passed its check; a damaged entry
 /// is dropped (and the block fetched again by the caller).
-fn checked_or_dropped(
+fn checked_or_dropped<T>(
     disk: &DiskCache,
     key: &str,
-    checked: Result<Vec<u8>, super::block::BlockError>,
-) -> Option<Vec<u8>> {
+    checked: Result<T, super::block::BlockError>,
+) -> Option<T> {
     match checked {
         Ok(data) => Some(data),
         Err(_) => {
@@ -349,7 +350,7 @@ impl FileReader {
     /// Up to `len` bytes at `offset` of a file `file_len` bytes long. A
     /// block missing from object storage is read again with fresh records
     /// once (the chunk was compacted and its old slices deleted).
-    pub async fn read(&self, offset: u64, len: usize, file_len: u64) -> DataResult<Vec<u8>> {
+    pub async fn read(&self, offset: u64, len: usize, file_len: u64) -> DataResult<Bytes> {
         match self.read_once(offset, len, file_len).await {
             Err(DataError::Object(crate::object::ObjectError::NotFound(_))) => {
                 self.forget_chunks();
@@ -359,10 +360,10 @@ impl FileReader {
         }
     }
 
-    async fn read_once(&self, offset: u64, len: usize, file_len: u64) -> DataResult<Vec<u8>> {
+    async fn read_once(&self, offset: u64, len: usize, file_len: u64) -> DataResult<Bytes> {
         let end = offset.saturating_add(len as u64).min(file_len);
         if end <= offset {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         let ahead = {
             let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
@@ -386,27 +387,52 @@ impl FileReader {
         if let Some((from, to)) = ahead {
             self.read_ahead(from, to);
         }
+        let (first, last) = (offset / CHUNK_SIZE, (end - 1) / CHUNK_SIZE);
+        if first == last {
+            // The usual request, inside one block of one slice: a view of
+            // the cached block, no copy.
+            let chunk_start = first * CHUNK_SIZE;
+            let (from, to) = (offset - chunk_start, end - chunk_start);
+            let records = self.records(first).await?;
+            let covering = overlay(&records)
+                .into_iter()
+                .find(|s| s.id != 0 && s.pos as u64 <= from && to <= s.pos as u64 + s.len as u64);
+            if let Some(seg) = covering {
+                let at = seg.offset as u64 + from - seg.pos as u64;
+                let part = self.block_part(seg.id, seg.size, at, to - from).await?;
+                if part.len() as u64 == to - from {
+                    return Ok(part);
+                }
+            }
+        }
         let mut out = vec![0u8; (end - offset) as usize];
-        for chunk in offset / CHUNK_SIZE..=(end - 1) / CHUNK_SIZE {
+        for chunk in first..=last {
             let chunk_start = chunk * CHUNK_SIZE;
             let (from, to) = (
                 offset.max(chunk_start) - chunk_start,
                 end.min(chunk_start + CHUNK_SIZE) - chunk_start,
             );
-            let records = self.chunks.get(&self.store, self.ino, chunk as u32).await?;
-            if records.len() > COMPACT_AFTER_RECORDS {
-                let (store, ino) = (self.store.clone(), self.ino);
-                tokio::spawn(async move {
-                    if let Err(e) = store.compact_chunk(ino, chunk as u32).await {
-                        tracing::warn!(ino, chunk, error = %e, "compaction failed");
-                    }
-                });
-            }
+            let records = self.records(chunk).await?;
             let at = (chunk_start + from - offset) as usize;
             self.fill(&records, from, &mut out[at..at + (to - from) as usize])
                 .await?;
         }
-        Ok(out)
+        Ok(out.into())
+    }
+
+    /// The slice records of chunk `chunk`; one with too many records is
+    /// compacted in the background.
+    async fn records(&self, chunk: u64) -> DataResult<Arc<Vec<SliceRecord>>> {
+        let records = self.chunks.get(&self.store, self.ino, chunk as u32).await?;
+        if records.len() > COMPACT_AFTER_RECORDS {
+            let (store, ino) = (self.store.clone(), self.ino);
+            tokio::spawn(async move {
+                if let Err(e) = store.compact_chunk(ino, chunk as u32).await {
+                    tracing::warn!(ino, chunk, error = %e, "compaction failed");
+                }
+            });
+        }
+        Ok(records)
     }
 
     /// Fetches into the cache, in the background, the blocks behind file
@@ -488,56 +514,57 @@ impl FileReader {
         mut offset: u64,
         mut dst: &mut [u8],
     ) -> DataResult<()> {
-        let bs = self.store.block_size as u64;
         while !dst.is_empty() {
-            let index = offset / bs;
-            let block_len = (size as u64 - index * bs).min(bs) as u32;
-            let within = offset - index * bs;
-            let n = (dst.len() as u64).min(block_len as u64 - within);
-            if n == 0 {
-                return Err(corrupt(
-                    &block_key(id, index as u32, block_len),
-                    "shorter than its slice".into(),
-                ));
-            }
-            let cached = self
+            let part = self.block_part(id, size, offset, dst.len() as u64).await?;
+            dst[..part.len()].copy_from_slice(&part);
+            dst = &mut dst[part.len()..];
+            offset += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` bytes of slice `id` (of `size` bytes) from `offset`, as
+    /// far as the end of the block holding `offset`: a view into the cached
+    /// block when there is one, never empty.
+    async fn block_part(&self, id: u64, size: u32, offset: u64, max: u64) -> DataResult<Bytes> {
+        let bs = self.store.block_size as u64;
+        let index = offset / bs;
+        let block_len = (size as u64).saturating_sub(index * bs).min(bs) as u32;
+        let within = offset - index * bs;
+        let n = max.min((block_len as u64).saturating_sub(within));
+        let key = block_key(id, index as u32, block_len);
+        if n == 0 {
+            return Err(corrupt(&key, "shorter than its slice".into()));
+        }
+        let cached = self.store.cache.get(&key);
+        let on_disk = self.store.disk.is_some() || self.store.staging.is_some();
+        // A small read of a block not in memory takes only the pieces it
+        // needs: from the disk cache, or (without one) from object storage;
+        // otherwise the whole block is fetched and cached.
+        let small = cached.is_none()
+            && self.store.decoder(id) == super::block::BlockDecoder::Jfs
+            && n * 4 < block_len as u64;
+        if small {
+            let from_disk = self
                 .store
-                .cache
-                .get(&block_key(id, index as u32, block_len));
-            let on_disk = self.store.disk.is_some() || self.store.staging.is_some();
-            // A small read of a block not in memory takes only the pieces
-            // it needs: from the disk cache, or (without one) from object
-            // storage; otherwise the whole block is fetched and cached.
-            let small = cached.is_none()
-                && self.store.decoder(id) == super::block::BlockDecoder::Jfs
-                && n * 4 < block_len as u64;
-            let from_disk = match small {
-                true => {
-                    self.store
-                        .disk_block_range(id, index as u32, block_len, within, n)
-                        .await
-                }
-                false => None,
-            };
+                .disk_block_range(id, index as u32, block_len, within, n)
+                .await;
             if let Some(part) = from_disk {
                 crate::metrics::disk_cache(true);
-                dst[..n as usize].copy_from_slice(&part);
-            } else if small && !on_disk && self.store.codec == Codec::None {
+                return Ok(part.into());
+            }
+            if !on_disk && self.store.codec == Codec::None {
                 let part = self
                     .store
                     .block_range(id, index as u32, block_len, within, n)
                     .await?;
-                dst[..n as usize].copy_from_slice(&part);
-            } else {
-                let block = match cached {
-                    Some(block) => block,
-                    None => self.store.block(id, index as u32, block_len).await?,
-                };
-                dst[..n as usize].copy_from_slice(&block[within as usize..(within + n) as usize]);
+                return Ok(part.into());
             }
-            dst = &mut dst[n as usize..];
-            offset += n;
         }
-        Ok(())
+        let block = match cached {
+            Some(block) => block,
+            None => self.store.block(id, index as u32, block_len).await?,
+        };
+        Ok(block.slice(within as usize..(within + n) as usize))
     }
 }

@@ -236,12 +236,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.error("get", key, e))?;
-        let body = resp
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Transient(format!("get {key}: body: {e}")))?;
-        Ok(body.into_bytes().to_vec())
+        body(key, resp.body, resp.content_length).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
@@ -264,12 +259,7 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(self.error("get", key, e)),
         };
-        let body = resp
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Transient(format!("get {key}: body: {e}")))?;
-        let mut data = body.into_bytes().to_vec();
+        let mut data = body(key, resp.body, resp.content_length).await?;
         // Some servers answer a range starting past the end with the whole
         // object; some ignore the end. Keep to what was asked.
         if resp.content_range.is_none() && offset > 0 {
@@ -387,4 +377,22 @@ mod tests {
         assert!(BucketUrl::parse("http://host/a/b").is_err());
         assert!(BucketUrl::parse("http:///b").is_err());
     }
+}
+
+/// A response body read into one buffer sized from its length: each network
+/// chunk is copied once, straight into place.
+async fn body(
+    key: &str,
+    mut stream: aws_sdk_s3::primitives::ByteStream,
+    length: Option<i64>,
+) -> ObjectResult<Vec<u8>> {
+    let mut data = Vec::with_capacity(length.unwrap_or(0).clamp(0, 64 << 20) as usize);
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| ObjectError::Transient(format!("get {key}: body: {e}")))?
+    {
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }

@@ -424,7 +424,7 @@ impl Vfs {
 
     /// Up to `size` bytes at `offset`. Data this mount has buffered for the
     /// file is committed first, so a reader sees every write before it.
-    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> VfsResult<Vec<u8>> {
+    pub async fn read(&self, fh: Fh, offset: u64, size: u32) -> VfsResult<bytes::Bytes> {
         let file = self.file(fh)?;
         file.flush().await?;
         Ok(file
