@@ -172,7 +172,7 @@ impl ObjectStore for SlowStore {
     fn describe(&self) -> String {
         "slow".into()
     }
-    async fn put(&self, key: &str, data: Vec<u8>) -> jfs::object::ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> jfs::object::ObjectResult<()> {
         use std::sync::atomic::Ordering;
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);

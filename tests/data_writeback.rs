@@ -37,7 +37,7 @@ impl ObjectStore for Stuck {
     fn describe(&self) -> String {
         "stuck".into()
     }
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
         while !self.open.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -174,14 +174,14 @@ fn fail(e: ObjectError) -> Failed {
 }
 
 async fn put_get_overwrite_delete(s: Store, p: String) -> Result<(), Failed> {
-    s.put(&format!("{p}a/b/c"), b"hello".to_vec())
+    s.put(&format!("{p}a/b/c"), bytes::Bytes::from(b"hello".to_vec()))
         .await
         .map_err(fail)?;
     ensure(
         s.get(&format!("{p}a/b/c")).await.map_err(fail)? == b"hello",
         "get after put",
     )?;
-    s.put(&format!("{p}a/b/c"), b"bye".to_vec())
+    s.put(&format!("{p}a/b/c"), bytes::Bytes::from(b"bye".to_vec()))
         .await
         .map_err(fail)?;
     ensure(
@@ -208,7 +208,7 @@ async fn put_get_overwrite_delete(s: Store, p: String) -> Result<(), Failed> {
         ),
         "get of missing is NotFound",
     )?;
-    s.put(&format!("{p}empty"), Vec::new())
+    s.put(&format!("{p}empty"), bytes::Bytes::from(Vec::new()))
         .await
         .map_err(fail)?;
     ensure(
@@ -228,7 +228,9 @@ async fn put_get_overwrite_delete(s: Store, p: String) -> Result<(), Failed> {
 
 async fn ranged_reads(s: Store, p: String) -> Result<(), Failed> {
     let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-    s.put(&format!("{p}r"), data.clone()).await.map_err(fail)?;
+    s.put(&format!("{p}r"), bytes::Bytes::from(data.clone()))
+        .await
+        .map_err(fail)?;
     ensure(
         s.get_range(&format!("{p}r"), 0, 10).await.map_err(fail)? == data[..10],
         "start",
@@ -260,13 +262,15 @@ async fn listing_pages_by_prefix(s: Store, p: String) -> Result<(), Failed> {
     let mut want = Vec::new();
     for i in 0..57 {
         let key = format!("{p}chunks/{}/{}/{i}_0_100", i / 20, i / 5);
-        s.put(&key, vec![1; i]).await.map_err(fail)?;
+        s.put(&key, bytes::Bytes::from(vec![1; i]))
+            .await
+            .map_err(fail)?;
         want.push(key);
     }
-    s.put(&format!("{p}other/x"), Vec::new())
+    s.put(&format!("{p}other/x"), bytes::Bytes::from(Vec::new()))
         .await
         .map_err(fail)?;
-    s.put(&format!("{p}chunksx"), Vec::new())
+    s.put(&format!("{p}chunksx"), bytes::Bytes::from(Vec::new()))
         .await
         .map_err(fail)?;
     want.sort();
@@ -293,7 +297,7 @@ async fn listing_pages_by_prefix(s: Store, p: String) -> Result<(), Failed> {
 async fn bad_keys_are_refused(s: Store, _p: String) -> Result<(), Failed> {
     for key in ["", "../escape", "/abs", "a/../../b"] {
         ensure(
-            s.put(key, b"x".to_vec()).await.is_err(),
+            s.put(key, bytes::Bytes::from(b"x".to_vec())).await.is_err(),
             format!("key {key:?} accepted"),
         )?;
     }
@@ -340,7 +344,7 @@ async fn s3_unreachable() -> Result<(), Failed> {
         ..Default::default()
     };
     let store = Retrying::new(store, quick);
-    match store.put("k", b"v".to_vec()).await {
+    match store.put("k", bytes::Bytes::from(b"v".to_vec())).await {
         Err(ObjectError::Transient(m)) => {
             ensure(
                 m.contains("cannot reach") && m.contains("failed 2 times"),
@@ -363,7 +367,7 @@ async fn s3_missing_bucket() -> Result<(), Failed> {
         S3Store::new(&format!("{base}/no-such-bucket-here"), None, None)?,
         ObjectRetry::default(),
     );
-    match store.put("k", b"v".to_vec()).await {
+    match store.put("k", bytes::Bytes::from(b"v".to_vec())).await {
         Err(ObjectError::Fatal(m)) => ensure(
             m.contains("does not exist") && m.contains("--bucket"),
             format!("unclear: {m}"),

@@ -60,30 +60,108 @@ fn pieces(data_len: u64) -> u64 {
 
 /// Encodes `data` as a block object.
 pub fn encode(data: &[u8], codec: Codec) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_BYTES as usize + data.len() + data.len() / 16_000);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.push(codec as u8);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(data).to_be_bytes());
     match codec {
         Codec::None => {
-            for piece in data.chunks(PIECE_BYTES as usize) {
-                out.extend_from_slice(&crc32fast::hash(piece).to_be_bytes());
-            }
+            let table = pieces(data.len() as u64) as usize * 4;
+            let mut out = vec![0u8; HEADER_BYTES as usize + table];
+            let crc = write_table(data, &mut out[HEADER_BYTES as usize..]);
+            out[..HEADER_BYTES as usize].copy_from_slice(&header_bytes(Codec::None, data, crc));
             out.extend_from_slice(data);
+            out
         }
         Codec::Zstd => {
             // Compressing from memory into memory cannot fail but for
-            // allocation; fall back to storing the data as a frame anyway.
-            match zstd::bulk::compress(data, ZSTD_LEVEL) {
-                Ok(frame) => out.extend_from_slice(&frame),
-                Err(_) => return encode(data, Codec::None),
-            }
+            // allocation; fall back to storing the data uncompressed.
+            let Ok(frame) = zstd::bulk::compress(data, ZSTD_LEVEL) else {
+                return encode(data, Codec::None);
+            };
+            let mut out = Vec::with_capacity(HEADER_BYTES as usize + frame.len());
+            out.extend_from_slice(&header_bytes(Codec::Zstd, data, crc32fast::hash(data)));
+            out.extend_from_slice(&frame);
+            out
         }
     }
-    out
+}
+
+fn header_bytes(codec: Codec, data: &[u8], crc: u32) -> [u8; HEADER_BYTES as usize] {
+    let mut h = [0u8; HEADER_BYTES as usize];
+    h[..4].copy_from_slice(MAGIC);
+    h[4] = VERSION;
+    h[5] = codec as u8;
+    h[8..12].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    h[12..16].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// Writes the CRC of each piece of `data` into `table` (4 bytes each) in
+/// one pass and returns the CRC of the whole, combined from the pieces'.
+fn write_table(data: &[u8], table: &mut [u8]) -> u32 {
+    let mut whole = crc32fast::Hasher::new();
+    for (piece, slot) in data
+        .chunks(PIECE_BYTES as usize)
+        .zip(table.chunks_exact_mut(4))
+    {
+        let crc = crc32fast::hash(piece);
+        slot.copy_from_slice(&crc.to_be_bytes());
+        whole.combine(&crc32fast::Hasher::new_with_initial_len(
+            crc,
+            piece.len() as u64,
+        ));
+    }
+    whole.finalize()
+}
+
+/// A block being filled by a writer, with room in front of its data for
+/// the header and CRC table of a block of the volume's size: encoding it
+/// uncompressed writes them in place instead of copying the data.
+pub struct BlockBuf {
+    buf: Vec<u8>,
+    room: usize,
+}
+
+impl BlockBuf {
+    pub fn new(block_size: usize) -> BlockBuf {
+        let room = HEADER_BYTES as usize + pieces(block_size as u64) as usize * 4;
+        let mut buf = Vec::with_capacity(room + block_size);
+        buf.resize(room, 0);
+        BlockBuf { buf, room }
+    }
+
+    pub fn from_data(data: &[u8]) -> BlockBuf {
+        let mut block = BlockBuf::new(data.len());
+        block.extend(data);
+        block
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.room
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.room..]
+    }
+
+    /// The block object. In place when its CRC table fills the room (an
+    /// uncompressed block with as many pieces as a full one); otherwise
+    /// encoded into a new buffer.
+    pub fn encode(mut self, codec: Codec) -> Bytes {
+        let table = pieces(self.len() as u64) as usize * 4;
+        if codec != Codec::None || HEADER_BYTES as usize + table != self.room {
+            return encode(self.data(), codec).into();
+        }
+        let (head, data) = self.buf.split_at_mut(self.room);
+        let crc = write_table(data, &mut head[HEADER_BYTES as usize..]);
+        head[..HEADER_BYTES as usize].copy_from_slice(&header_bytes(Codec::None, data, crc));
+        Bytes::from(self.buf)
+    }
 }
 
 struct Header {
@@ -290,6 +368,24 @@ mod tests {
 
     fn sample(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_block_encoded_in_place_is_the_same_object() {
+        let block_size = 4 << 20;
+        for len in [1, 65_536, (4 << 20) - 65_536, (4 << 20) - 100, 4 << 20] {
+            for codec in [Codec::None, Codec::Zstd] {
+                let data = sample(len);
+                let mut buf = BlockBuf::new(block_size);
+                for part in data.chunks(100_000) {
+                    buf.extend(part);
+                }
+                assert_eq!(buf.data(), &data[..]);
+                let object = buf.encode(codec);
+                assert_eq!(&object[..], &encode(&data, codec)[..], "{len} {codec:?}");
+                assert_eq!(decode(&object).expect("decode"), data);
+            }
+        }
     }
 
     #[test]

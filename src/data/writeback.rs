@@ -98,7 +98,7 @@ impl Staging {
             .await
             .map_err(|e| ObjectError::Fatal(e.to_string()))?
             .map_err(|e| ObjectError::Fatal(format!("staged block {key} unreadable: {e}")))?;
-        objects.put(key, data).await?;
+        objects.put(key, data.into()).await?;
         let _ = std::fs::remove_file(self.path(key));
         Ok(())
     }

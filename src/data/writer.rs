@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
-use super::block::{block_key, encode};
+use super::block::{block_key, BlockBuf};
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE, MAX_CHUNK_RECORDS};
 use crate::object::{ObjectError, ObjectResult};
@@ -23,7 +23,7 @@ struct OpenSlice {
     /// Bytes written to the slice so far.
     len: u32,
     /// The block being filled.
-    pending: Vec<u8>,
+    pending: Option<BlockBuf>,
     blocks_sent: u32,
     uploads: Vec<JoinHandle<ObjectResult<()>>>,
     /// Buffer memory held for the block being filled.
@@ -65,7 +65,7 @@ impl FileWriter {
                     chunk,
                     pos: in_chunk,
                     len: 0,
-                    pending: Vec::new(),
+                    pending: None,
                     blocks_sent: 0,
                     uploads: Vec::new(),
                     reserved: None,
@@ -95,12 +95,14 @@ impl FileWriter {
                     .await
                     .ok();
             }
-            let room = block_size - slice.pending.len();
-            let take = room.min(piece.len());
-            slice.pending.extend_from_slice(&piece[..take]);
+            let pending = slice
+                .pending
+                .get_or_insert_with(|| BlockBuf::new(block_size));
+            let take = (block_size - pending.len()).min(piece.len());
+            pending.extend(&piece[..take]);
             slice.len += take as u32;
             piece = &piece[take..];
-            if slice.pending.len() == block_size {
+            if pending.len() == block_size {
                 self.send_block().await;
             }
         }
@@ -111,10 +113,9 @@ impl FileWriter {
         let Some(slice) = self.open.as_mut() else {
             return;
         };
-        if slice.pending.is_empty() {
+        let Some(data) = slice.pending.take().filter(|p| !p.is_empty()) else {
             return;
-        }
-        let data = std::mem::take(&mut slice.pending);
+        };
         let reserved = slice.reserved.take();
         let key = block_key(slice.id, slice.blocks_sent, data.len() as u32);
         slice.blocks_sent += 1;
@@ -208,7 +209,10 @@ impl DataStore {
         let mut stores = Vec::new();
         for (index, block) in data.chunks(self.block_size as usize).enumerate() {
             let key = block_key(id, index as u32, block.len() as u32);
-            stores.push(self.store_block(key, block.to_vec(), None).await);
+            stores.push(
+                self.store_block(key, BlockBuf::from_data(block), None)
+                    .await,
+            );
         }
         for stored in stores {
             stored
@@ -227,7 +231,7 @@ impl DataStore {
     pub(crate) async fn store_block(
         &self,
         key: String,
-        data: Vec<u8>,
+        data: BlockBuf,
         reserved: Option<OwnedSemaphorePermit>,
     ) -> JoinHandle<ObjectResult<()>> {
         let (objects, codec) = (self.objects.clone(), self.codec);
@@ -236,11 +240,9 @@ impl DataStore {
             return tokio::spawn(async move {
                 let _reserved = reserved;
                 let (stage, staged_key) = (staging.clone(), key.clone());
-                tokio::task::spawn_blocking(move || {
-                    stage.stage(&staged_key, &encode(&data, codec))
-                })
-                .await
-                .map_err(|e| ObjectError::Fatal(format!("staging failed: {e}")))??;
+                tokio::task::spawn_blocking(move || stage.stage(&staged_key, &data.encode(codec)))
+                    .await
+                    .map_err(|e| ObjectError::Fatal(format!("staging failed: {e}")))??;
                 staging.upload_later(key, objects, uploads);
                 Ok(())
             });
@@ -249,19 +251,21 @@ impl DataStore {
         let disk = self.disk.clone();
         tokio::spawn(async move {
             let _held = (permit, reserved);
-            let cached_key = key.clone();
-            let object = tokio::task::spawn_blocking(move || {
-                let object = encode(&data, codec);
-                // What was just written is what is read next (JuiceFS
-                // caches written blocks too): keep it in the disk cache.
-                if let Some(disk) = disk {
-                    disk.put(&cached_key, &object);
-                }
-                object
-            })
-            .await
-            .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
-            objects.put(&key, object).await
+            let object = tokio::task::spawn_blocking(move || data.encode(codec))
+                .await
+                .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
+            // What was just written is what is read next (JuiceFS caches
+            // written blocks too): it goes into the disk cache beside the
+            // upload, not before it.
+            let cached = disk.map(|disk| {
+                let (key, object) = (key.clone(), object.clone());
+                tokio::task::spawn_blocking(move || disk.put(&key, &object))
+            });
+            let stored = objects.put(&key, object).await;
+            if let Some(cached) = cached {
+                let _ = cached.await;
+            }
+            stored
         })
     }
 }

@@ -21,7 +21,7 @@ pub async fn check_storage(store: &dyn ObjectStore, uuid: &str, force: bool) -> 
         )),
     };
     store
-        .put(&probe, payload.clone())
+        .put(&probe, payload.clone().into())
         .await
         .map_err(|e| step("writing a test object", e))?;
     let back = store
@@ -62,7 +62,7 @@ pub async fn check_storage(store: &dyn ObjectStore, uuid: &str, force: bool) -> 
         Err(e) => return Err(step("reading the volume uuid", e)),
     }
     store
-        .put(UUID_OBJECT, uuid.as_bytes().to_vec())
+        .put(UUID_OBJECT, uuid.as_bytes().to_vec().into())
         .await
         .map_err(|e| step("writing the volume uuid", e))
 }

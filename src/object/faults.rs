@@ -42,7 +42,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.inner.describe()
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
         self.fault("put")?;
         self.inner.put(key, data).await
     }

@@ -66,7 +66,7 @@ impl ObjectStore for FileStore {
         format!("file://{}", self.root.display())
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
         let path = self.path(key)?;
         blocking(move || {
             let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();

@@ -24,8 +24,8 @@ impl ObjectStore for MemStore {
         "mem://".into()
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
-        self.objects().insert(key.to_string(), data);
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
+        self.objects().insert(key.to_string(), data.into());
         Ok(())
     }
 

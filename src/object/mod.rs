@@ -55,7 +55,7 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Stores `data` under `key`, replacing any object there; atomic (a
     /// reader sees the old or the new object, never part of one).
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()>;
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()>;
     async fn get(&self, key: &str) -> ObjectResult<Vec<u8>>;
     /// `len` bytes from `offset`; shorter at the end of the object.
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>>;
@@ -144,7 +144,7 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         self.inner.describe()
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
         let (started, bytes) = (Instant::now(), data.len());
         let result = self
             .retry("put", key, || self.inner.put(key, data.clone()))

@@ -33,7 +33,7 @@ impl ObjectStore for Prefixed {
         )
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
         self.inner.put(&self.key(key), data).await
     }
 

@@ -215,7 +215,7 @@ impl ObjectStore for S3Store {
         self.shown.clone()
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> ObjectResult<()> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
         self.client
             .put_object()
             .bucket(&self.bucket)
