@@ -355,6 +355,24 @@ impl ObjectStore for S3Store {
     }
 }
 
+/// A response body read into one buffer sized from its length: each network
+/// chunk is copied once, straight into place.
+async fn body(
+    key: &str,
+    mut stream: aws_sdk_s3::primitives::ByteStream,
+    length: Option<i64>,
+) -> ObjectResult<Vec<u8>> {
+    let mut data = Vec::with_capacity(length.unwrap_or(0).clamp(0, 64 << 20) as usize);
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| ObjectError::Transient(format!("get {key}: body: {e}")))?
+    {
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,22 +395,4 @@ mod tests {
         assert!(BucketUrl::parse("http://host/a/b").is_err());
         assert!(BucketUrl::parse("http:///b").is_err());
     }
-}
-
-/// A response body read into one buffer sized from its length: each network
-/// chunk is copied once, straight into place.
-async fn body(
-    key: &str,
-    mut stream: aws_sdk_s3::primitives::ByteStream,
-    length: Option<i64>,
-) -> ObjectResult<Vec<u8>> {
-    let mut data = Vec::with_capacity(length.unwrap_or(0).clamp(0, 64 << 20) as usize);
-    while let Some(chunk) = stream
-        .try_next()
-        .await
-        .map_err(|e| ObjectError::Transient(format!("get {key}: body: {e}")))?
-    {
-        data.extend_from_slice(&chunk);
-    }
-    Ok(data)
 }
