@@ -221,6 +221,12 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .body(ByteStream::from(data))
+            // No SHA-256 of the payload in the signature (a fifth of the
+            // client's CPU on a 4 MiB PUT, on an async worker): a block
+            // carries its own CRC-32, checked on every read, and https
+            // protects the transfer.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.error("put", key, e))?;
