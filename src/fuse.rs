@@ -463,19 +463,10 @@ impl Filesystem for FuseFs {
                     let mut fopen = FopenFlags::empty();
                     if opened.keep_cache {
                         fopen |= FopenFlags::FOPEN_KEEP_CACHE;
-                    } else if notifier.get().is_some() {
+                    } else {
                         // Changed elsewhere: the kernel's cached length and
-                        // times must go too, not only its pages. The kernel
-                        // waits for pages locked by reads in flight, which
-                        // need a runtime worker to finish: wait on a
-                        // blocking thread, never on a worker (a worker
-                        // blocked here deadlocked fsx's mmap reads).
-                        let _ = tokio::task::spawn_blocking(move || {
-                            if let Some(n) = notifier.get() {
-                                let _ = n.inval_inode(node, 0, 0);
-                            }
-                        })
-                        .await;
+                        // times must go too, not only its pages.
+                        invalidate(&notifier, node).await;
                     }
                     reply.opened(FileHandle(opened.fh), fopen);
                 }
@@ -576,10 +567,23 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let (vfs, ctx, ino) = (self.edge.vfs.clone(), ctx(req), self.ino(ino));
+        let (vfs, ctx, node, ino) = (self.edge.vfs.clone(), ctx(req), ino, self.ino(ino));
+        let notifier = self.edge.notifier.clone();
         self.spawn("opendir", async move {
             match vfs.opendir(&ctx, ino).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(opened) => {
+                    // The kernel caches listings (a repeated `ls` is not a
+                    // round trip) and keeps them while the directory is
+                    // unchanged; this mount's own changes drop them in the
+                    // kernel, and changes seen here drop them now.
+                    let mut fopen = FopenFlags::FOPEN_CACHE_DIR;
+                    if opened.keep_cache {
+                        fopen |= FopenFlags::FOPEN_KEEP_CACHE;
+                    } else {
+                        invalidate(&notifier, node).await;
+                    }
+                    reply.opened(FileHandle(opened.fh), fopen);
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -922,6 +926,24 @@ impl Filesystem for FuseFs {
 }
 
 /// Answers a request whose only result is success or an errno.
+/// Drops what the kernel caches of `node` (attributes, pages, a
+/// directory's listing). The kernel waits for pages locked by reads in
+/// flight, which need a runtime worker to finish: it waits on a blocking
+/// thread, never on a worker (a worker blocked here deadlocked fsx's mmap
+/// reads).
+async fn invalidate(notifier: &Arc<OnceLock<Notifier>>, node: INodeNo) {
+    if notifier.get().is_none() {
+        return;
+    }
+    let notifier = notifier.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(n) = notifier.get() {
+            let _ = n.inval_inode(node, 0, 0);
+        }
+    })
+    .await;
+}
+
 fn reply_empty(reply: ReplyEmpty, result: VfsResult<()>) {
     match result {
         Ok(()) => reply.ok(),

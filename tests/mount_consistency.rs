@@ -163,3 +163,57 @@ fn an_unlinked_file_stays_readable_where_it_is_open() {
     open_on_b.read_to_string(&mut content).unwrap();
     assert_eq!(content, "still here");
 }
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The kernel keeps a directory's listing between opens while the
+/// directory is unchanged; a change made on another mount shows at the
+/// next opendir, with no cache to wait out, even when the mtime was set
+/// back to what it was.
+#[test]
+fn a_cached_listing_shows_changes_from_the_other_mount_at_the_next_open() {
+    let m = two_mounts("listing");
+    let (a, b) = (&m.a.path, &m.b.path);
+    std::fs::create_dir(a.join("d")).unwrap();
+    for i in 0..50 {
+        std::fs::write(a.join(format!("d/f{i:02}")), b"").unwrap();
+    }
+    let first = listing(&b.join("d"));
+    assert_eq!(first.len(), 50);
+    // Listed again unchanged: the same names (from the kernel's cache).
+    assert_eq!(listing(&b.join("d")), first);
+
+    std::fs::write(a.join("d/new"), b"").unwrap();
+    assert!(listing(&b.join("d")).contains(&"new".to_string()));
+
+    std::fs::remove_file(a.join("d/f00")).unwrap();
+    assert!(!listing(&b.join("d")).contains(&"f00".to_string()));
+
+    // A create, then the mtime set back as tar and rsync do: the ctime
+    // moved, so the cached listing goes.
+    let before = std::fs::metadata(a.join("d")).unwrap().modified().unwrap();
+    assert_eq!(listing(&b.join("d")).len(), 50);
+    std::fs::write(a.join("d/restored"), b"").unwrap();
+    std::fs::File::open(a.join("d"))
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(a.join("d")).unwrap().modified().unwrap(),
+        before
+    );
+    assert!(listing(&b.join("d")).contains(&"restored".to_string()));
+
+    // This mount's own changes show at once as well.
+    std::fs::write(b.join("d/mine"), b"").unwrap();
+    assert!(listing(&b.join("d")).contains(&"mine".to_string()));
+    std::fs::remove_file(b.join("d/mine")).unwrap();
+    assert!(!listing(&b.join("d")).contains(&"mine".to_string()));
+}

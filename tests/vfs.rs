@@ -126,7 +126,7 @@ async fn readdir_positions_stay_valid_while_entries_change() {
         .await
         .expect("mknod");
     }
-    let fh = a.opendir(&ctx, ROOT_INO).await.expect("opendir");
+    let fh = a.opendir(&ctx, ROOT_INO).await.expect("opendir").fh;
     let first = a.readdir(&ctx, fh, 0, 100).await.expect("readdir");
     assert_eq!(first[0].1.name, b".");
     assert_eq!(first[1].1.name, b"..");

@@ -60,7 +60,9 @@ pub struct Vfs {
     handles: Mutex<HashMap<Fh, Handle>>,
     next_fh: AtomicU64,
     /// (mtime, length) of files as this mount last saw them at open or
-    /// after its own writes: an unchanged file keeps the kernel's pages.
+    /// after its own writes: an unchanged file keeps the kernel's pages;
+    /// (mtime, ctime) of directories at opendir: an unchanged one keeps the
+    /// kernel's cached listing.
     seen: Mutex<HashMap<Ino, (Timestamp, u64)>>,
     /// Files released for the last time whose close in the KV store waits
     /// for the next batch.
@@ -390,7 +392,7 @@ impl Vfs {
             file.set_length(attr.length);
         }
         let now = (attr.mtime, attr.length);
-        let keep_cache = lock(&self.seen).insert(ino, now) == Some(now);
+        let keep_cache = self.remember(ino, now);
         let fh = self.add_handle(Handle::File(file));
         Ok(Opened { fh, keep_cache })
     }
@@ -587,15 +589,21 @@ impl Vfs {
         true
     }
 
-    fn remember(&self, ino: Ino, seen: (Timestamp, u64)) {
+    /// Records what this mount saw of `ino` at an open; true when it is
+    /// what it saw at the one before.
+    fn remember(&self, ino: Ino, seen: (Timestamp, u64)) -> bool {
         let mut map = lock(&self.seen);
         if map.len() >= SEEN_LIMIT {
             map.clear();
         }
-        map.insert(ino, seen);
+        map.insert(ino, seen) == Some(seen)
     }
 
-    pub async fn opendir(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Fh> {
+    /// Opens a directory. `keep_cache` says the kernel may list it from
+    /// what it cached at an earlier open: its mtime and ctime are what this
+    /// mount saw then. Every change of entries sets both, from any host;
+    /// utimes sets the mtime back but moves the ctime.
+    pub async fn opendir(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Opened> {
         let attr = self.meta.getattr(ino).await?;
         if !attr.is_dir() {
             return Err(VfsError::errno(libc::ENOTDIR));
@@ -604,7 +612,10 @@ impl Vfs {
             return Err(VfsError::errno(libc::EACCES));
         }
         let parent = if attr.parent == 0 { ino } else { attr.parent };
-        Ok(self.add_handle(Handle::Dir(Arc::new(DirHandle::new(ino, parent)))))
+        let ctime = (attr.ctime.sec as u64) << 30 | attr.ctime.nsec as u64;
+        let keep_cache = self.remember(ino, (attr.mtime, ctime));
+        let fh = self.add_handle(Handle::Dir(Arc::new(DirHandle::new(ino, parent))));
+        Ok(Opened { fh, keep_cache })
     }
 
     /// Entries of an open directory from position `offset` on, each with
