@@ -537,9 +537,11 @@ impl FileReader {
             return Err(corrupt(&key, "shorter than its slice".into()));
         }
         let cached = self.store.cache.get(&key);
-        let on_disk = self.store.disk.is_some() || self.store.staging.is_some();
+        let on_disk =
+            self.store.disk.as_ref().is_some_and(|d| d.accepting()) || self.store.staging.is_some();
         // A small read of a block not in memory takes only the pieces it
-        // needs: from the disk cache, or (without one) from object storage;
+        // needs: from the disk cache, or (without one, or with one that
+        // keeps nothing more: the disk is full) from object storage;
         // otherwise the whole block is fetched and cached.
         let small = cached.is_none()
             && self.store.decoder(id) == super::block::BlockDecoder::Jfs
