@@ -34,6 +34,12 @@ pub struct FileWriter {
     store: Arc<DataStore>,
     ino: Ino,
     open: Option<OpenSlice>,
+    /// Slices left at a chunk boundary, waiting for their uploads and
+    /// committing in the background (chunk, task), oldest first: a
+    /// sequential writer does not stop every 64 MiB. `flush` waits for
+    /// them, and so does a new slice in a chunk one of them is in (records
+    /// of a chunk are appended in the order they were written).
+    finishing: Vec<(u32, JoinHandle<DataResult<()>>)>,
 }
 
 impl FileWriter {
@@ -42,6 +48,7 @@ impl FileWriter {
             store,
             ino,
             open: None,
+            finishing: Vec::new(),
         }
     }
 
@@ -57,7 +64,7 @@ impl FileWriter {
                 s.chunk == chunk && s.pos as u64 + s.len as u64 == in_chunk as u64
             });
             if !continues {
-                self.flush().await?;
+                self.finish_open(chunk).await?;
                 let id = self.store.meta.new_slice_id().await?;
                 self.store.meta.mark_pending(id).await?;
                 self.open = Some(OpenSlice {
@@ -127,56 +134,91 @@ impl FileWriter {
     /// Stores everything written so far and commits it: when this returns,
     /// any reader on any host sees the data.
     pub async fn flush(&mut self) -> DataResult<()> {
-        if self.open.is_none() {
-            return Ok(());
+        self.send_block().await;
+        let open = self.open.take();
+        let mut result = self.drain().await;
+        if let Some(slice) = open {
+            let committed = commit(self.store.clone(), self.ino, slice).await;
+            result = result.and(committed);
+        }
+        result
+    }
+
+    /// Ends the open slice before one in chunk `next` starts: committed in
+    /// the background unless a slice of chunk `next` is still committing
+    /// (then everything is committed first, in order).
+    async fn finish_open(&mut self, next: u32) -> DataResult<()> {
+        let in_next = |chunk: u32| chunk == next;
+        let open_chunk = self.open.as_ref().map(|s| s.chunk);
+        if open_chunk.is_some_and(in_next) || self.finishing.iter().any(|(c, _)| in_next(*c)) {
+            return self.flush().await;
         }
         self.send_block().await;
-        let Some(slice) = self.open.take() else {
-            return Ok(());
-        };
-        let mut failure = None;
-        for upload in slice.uploads {
-            match upload.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failure = Some(DataError::Object(e)),
-                Err(e) => {
-                    failure = Some(DataError::Object(ObjectError::Fatal(format!(
-                        "upload task failed: {e}"
-                    ))))
-                }
-            }
-        }
-        if let Some(e) = failure {
-            // Nothing was committed: the slice's blocks are unreferenced.
-            tracing::error!(ino = self.ino, slice = slice.id, error = %e, "write failed");
-            return Err(e);
-        }
-        if slice.len == 0 {
-            return Ok(());
-        }
-        let record = SliceRecord {
-            pos: slice.pos,
-            id: slice.id,
-            size: slice.len,
-            offset: 0,
-            len: slice.len,
-        };
-        let (_, records) = self
-            .store
-            .meta
-            .append_slice(self.ino, slice.chunk, record)
-            .await?;
-        if records > WRITER_COMPACT_AFTER_RECORDS {
-            let job = compact_until_short(self.store.clone(), self.ino, slice.chunk);
-            if records >= MAX_CHUNK_RECORDS {
-                // Back-pressure: this writer outpaces compaction.
-                job.await;
-            } else {
-                tokio::spawn(job);
-            }
+        if let Some(slice) = self.open.take() {
+            let chunk = slice.chunk;
+            let task = tokio::spawn(commit(self.store.clone(), self.ino, slice));
+            self.finishing.push((chunk, task));
         }
         Ok(())
     }
+
+    /// Waits for the slices committing in the background; the first
+    /// failure is the result.
+    async fn drain(&mut self) -> DataResult<()> {
+        let mut result = Ok(());
+        for (_, task) in self.finishing.drain(..) {
+            let done = task.await.unwrap_or_else(|e| {
+                Err(DataError::Object(ObjectError::Fatal(format!(
+                    "commit task failed: {e}"
+                ))))
+            });
+            result = result.and(done);
+        }
+        result
+    }
+}
+
+/// Waits for the uploads of `slice` and appends its record: from then on
+/// any reader on any host sees its data. A failed upload commits nothing
+/// (the slice's blocks are unreferenced, and deleted as pending).
+async fn commit(store: Arc<DataStore>, ino: Ino, slice: OpenSlice) -> DataResult<()> {
+    let mut failure = None;
+    for upload in slice.uploads {
+        match upload.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(DataError::Object(e)),
+            Err(e) => {
+                failure = Some(DataError::Object(ObjectError::Fatal(format!(
+                    "upload task failed: {e}"
+                ))))
+            }
+        }
+    }
+    if let Some(e) = failure {
+        tracing::error!(ino, slice = slice.id, error = %e, "write failed");
+        return Err(e);
+    }
+    if slice.len == 0 {
+        return Ok(());
+    }
+    let record = SliceRecord {
+        pos: slice.pos,
+        id: slice.id,
+        size: slice.len,
+        offset: 0,
+        len: slice.len,
+    };
+    let (_, records) = store.meta.append_slice(ino, slice.chunk, record).await?;
+    if records > WRITER_COMPACT_AFTER_RECORDS {
+        let job = compact_until_short(store.clone(), ino, slice.chunk);
+        if records >= MAX_CHUNK_RECORDS {
+            // Back-pressure: this writer outpaces compaction.
+            job.await;
+        } else {
+            tokio::spawn(job);
+        }
+    }
+    Ok(())
 }
 
 /// A writer's append that leaves more records than this starts a
