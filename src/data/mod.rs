@@ -63,6 +63,9 @@ fn units(bytes: u64) -> usize {
     bytes.div_ceil(BUFFER_UNIT_BYTES) as usize
 }
 
+/// Written blocks copied into the disk cache at once, at most.
+const CACHE_WRITES: usize = 8;
+
 /// What the writers and readers of one mounted volume share.
 pub struct DataStore {
     pub(crate) meta: Arc<Meta>,
@@ -77,6 +80,9 @@ pub struct DataStore {
     pub(crate) buffer_bytes: u64,
     pub(crate) cache: BlockCache,
     pub(crate) disk: Option<Arc<DiskCache>>,
+    /// Written blocks being copied into the disk cache, off the upload's
+    /// path; a block finding none free is not cached (the disk is behind).
+    pub(crate) cache_writes: Arc<Semaphore>,
     /// With `--writeback`: where blocks wait for their upload.
     pub(crate) staging: Option<Arc<Staging>>,
     /// A volume migrated from JuiceFS: slices below this id are JuiceFS's
@@ -170,6 +176,7 @@ impl DataStore {
             buffer_bytes: buffer_units as u64 * BUFFER_UNIT_BYTES,
             cache: BlockCache::new(options.memory_cache_bytes),
             disk: options.disk_cache.map(Arc::new),
+            cache_writes: Arc::new(Semaphore::new(CACHE_WRITES)),
             staging: options.writeback.map(Arc::new),
             juicefs_blocks,
             compacting: Default::default(),

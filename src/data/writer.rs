@@ -290,24 +290,24 @@ impl DataStore {
             });
         }
         let permit = self.uploads.clone().acquire_owned().await;
-        let disk = self.disk.clone();
+        let (disk, cache_writes) = (self.disk.clone(), self.cache_writes.clone());
         tokio::spawn(async move {
             let _held = (permit, reserved);
             let object = tokio::task::spawn_blocking(move || data.encode(codec))
                 .await
                 .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
-            // What was just written is what is read next (JuiceFS caches
-            // written blocks too): it goes into the disk cache beside the
-            // upload, not before it.
-            let cached = disk.map(|disk| {
+            // What was just written is what is read next: it goes into the
+            // disk cache beside the upload, which does not wait for it; a
+            // block is left out when the disk is behind.
+            let slot = disk.zip(cache_writes.try_acquire_owned().ok());
+            if let Some((disk, slot)) = slot {
                 let (key, object) = (key.clone(), object.clone());
-                tokio::task::spawn_blocking(move || disk.put(&key, &object))
-            });
-            let stored = objects.put(&key, object).await;
-            if let Some(cached) = cached {
-                let _ = cached.await;
+                tokio::task::spawn_blocking(move || {
+                    disk.put(&key, &object);
+                    drop(slot);
+                });
             }
-            stored
+            objects.put(&key, object).await
         })
     }
 }
