@@ -250,66 +250,30 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
     assert!(got == data);
 }
 
-/// Counts whole and ranged GETs.
-struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
-    whole: std::sync::atomic::AtomicUsize,
-    ranged: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for CountingStore {
-    fn describe(&self) -> String {
-        "counting".into()
-    }
-    async fn put(&self, key: &str, data: bytes::Bytes) -> jfs::object::ObjectResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
-        self.whole.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> jfs::object::ObjectResult<Vec<u8>> {
-        self.ranged
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn delete(&self, key: &str) -> jfs::object::ObjectResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn head(&self, key: &str) -> jfs::object::ObjectResult<Option<jfs::object::ObjectInfo>> {
-        self.inner.head(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> jfs::object::ObjectResult<Vec<jfs::object::ObjectInfo>> {
-        self.inner.list(prefix, after, limit).await
-    }
-}
-
 /// A disk cache that keeps nothing more (its disk is past the free-space
 /// ratio) does not make small reads fetch whole blocks it would drop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_reads_fetch_pieces_when_the_disk_cache_is_full() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let (dir, meta, objects, ino, data) = setup().await;
-    let counting = Arc::new(CountingStore {
+    let (whole, ranged) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (w, r) = (whole.clone(), ranged.clone());
+    let counting = Arc::new(common::Screened {
         inner: objects,
-        whole: 0.into(),
-        ranged: 0.into(),
+        screen: move |op: &str, _: &str| {
+            match op {
+                "get" => w.fetch_add(1, Ordering::SeqCst),
+                "get_range" => r.fetch_add(1, Ordering::SeqCst),
+                _ => 0,
+            };
+            Ok(())
+        },
     });
     // No disk is ever entirely free: a ratio of 1 keeps nothing.
     let full = DiskCache::open(&dir.path().join("cache"), &meta.volume().uuid, 1 << 30, 1.0)
         .expect("cache");
     assert!(!full.accepting());
-    let store = DataStore::with_options(meta.clone(), counting.clone(), disk(full)).expect("store");
+    let store = DataStore::with_options(meta.clone(), counting, disk(full)).expect("store");
     let reader = FileReader::new(store, ino);
     for block in 0..10u64 {
         let at = block * BLOCK as u64 + 1000;
@@ -319,11 +283,6 @@ async fn small_reads_fetch_pieces_when_the_disk_cache_is_full() {
             .expect("read");
         assert_eq!(&got[..], &data[at as usize..at as usize + 4096]);
     }
-    use std::sync::atomic::Ordering;
-    assert_eq!(
-        counting.whole.load(Ordering::SeqCst),
-        0,
-        "whole blocks fetched"
-    );
-    assert!(counting.ranged.load(Ordering::SeqCst) >= 10);
+    assert_eq!(whole.load(Ordering::SeqCst), 0, "whole blocks fetched");
+    assert!(ranged.load(Ordering::SeqCst) >= 10);
 }

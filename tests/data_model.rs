@@ -290,58 +290,26 @@ async fn damaged_block_is_an_error_not_data() {
     assert_eq!(tail, vec![7u8; 1000]);
 }
 
-/// Fails the PUT of every block but the first of each slice.
-struct FirstBlocksOnly(MemStore);
-
-#[async_trait::async_trait]
-impl ObjectStore for FirstBlocksOnly {
-    fn describe(&self) -> String {
-        "first blocks only".into()
-    }
-    async fn put(&self, key: &str, data: bytes::Bytes) -> jfs::object::ObjectResult<()> {
-        let index = key
-            .rsplit('/')
-            .next()
-            .and_then(|name| name.split('_').nth(1));
-        if index != Some("0") {
-            return Err(jfs::object::ObjectError::Fatal(format!("refused {key}")));
-        }
-        self.0.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
-        self.0.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> jfs::object::ObjectResult<Vec<u8>> {
-        self.0.get_range(key, offset, len).await
-    }
-    async fn delete(&self, key: &str) -> jfs::object::ObjectResult<()> {
-        self.0.delete(key).await
-    }
-    async fn head(&self, key: &str) -> jfs::object::ObjectResult<Option<jfs::object::ObjectInfo>> {
-        self.0.head(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> jfs::object::ObjectResult<Vec<jfs::object::ObjectInfo>> {
-        self.0.list(prefix, after, limit).await
-    }
-}
-
 /// The slice a sequential writer leaves at a chunk boundary commits in the
 /// background; its failed upload is still the flush's error (the slice
 /// after it, in the next chunk, uploads fine), and nothing of it is
 /// committed.
 async fn a_failed_upload_before_a_chunk_boundary_fails_the_flush() {
     let meta = volume("none").await;
-    let objects: Arc<dyn ObjectStore> = Arc::new(FirstBlocksOnly(MemStore::default()));
+    // Every block but the first of each slice is refused.
+    let objects: Arc<dyn ObjectStore> = Arc::new(common::Screened {
+        inner: Arc::new(MemStore::default()),
+        screen: |op: &str, key: &str| {
+            let index = key
+                .rsplit('/')
+                .next()
+                .and_then(|name| name.split('_').nth(1));
+            match op == "put" && index != Some("0") {
+                true => Err(jfs::object::ObjectError::Fatal(format!("refused {key}"))),
+                false => Ok(()),
+            }
+        },
+    });
     let store = DataStore::new(meta.clone(), objects, 4, 0).expect("data store");
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)

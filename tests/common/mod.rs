@@ -218,3 +218,53 @@ pub async fn format_and_load(db: Db, volume: Volume) -> Meta {
     Meta::format(&db, &volume, false).await.expect("format");
     Meta::load(db).await.expect("load")
 }
+
+/// An object store that forwards every request to `inner` after showing it
+/// to `screen` as (operation, key), operation one of "put", "get" and
+/// "get_range": an error from `screen` is the request's answer. Tests count
+/// requests or refuse some with it.
+pub struct Screened<F> {
+    pub inner: Arc<dyn jfs::object::ObjectStore>,
+    pub screen: F,
+}
+
+#[async_trait::async_trait]
+impl<F> jfs::object::ObjectStore for Screened<F>
+where
+    F: Fn(&str, &str) -> jfs::object::ObjectResult<()> + Send + Sync + 'static,
+{
+    fn describe(&self) -> String {
+        format!("screened {}", self.inner.describe())
+    }
+    async fn put(&self, key: &str, data: bytes::Bytes) -> jfs::object::ObjectResult<()> {
+        (self.screen)("put", key)?;
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
+        (self.screen)("get", key)?;
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> jfs::object::ObjectResult<Vec<u8>> {
+        (self.screen)("get_range", key)?;
+        self.inner.get_range(key, offset, len).await
+    }
+    async fn delete(&self, key: &str) -> jfs::object::ObjectResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn head(&self, key: &str) -> jfs::object::ObjectResult<Option<jfs::object::ObjectInfo>> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> jfs::object::ObjectResult<Vec<jfs::object::ObjectInfo>> {
+        self.inner.list(prefix, after, limit).await
+    }
+}
