@@ -925,7 +925,6 @@ impl Filesystem for FuseFs {
     }
 }
 
-/// Answers a request whose only result is success or an errno.
 /// Drops what the kernel caches of `node` (attributes, pages, a
 /// directory's listing). The kernel waits for pages locked by reads in
 /// flight, which need a runtime worker to finish: it waits on a blocking
@@ -944,6 +943,7 @@ async fn invalidate(notifier: &Arc<OnceLock<Notifier>>, node: INodeNo) {
     .await;
 }
 
+/// Answers a request whose only result is success or an errno.
 fn reply_empty(reply: ReplyEmpty, result: VfsResult<()>) {
     match result {
         Ok(()) => reply.ok(),

@@ -272,7 +272,7 @@ async fn small_reads_fetch_pieces_when_the_disk_cache_is_full() {
     // No disk is ever entirely free: a ratio of 1 keeps nothing.
     let full = DiskCache::open(&dir.path().join("cache"), &meta.volume().uuid, 1 << 30, 1.0)
         .expect("cache");
-    assert!(!full.accepting());
+    assert!(!full.has_free_space());
     let store = DataStore::with_options(meta.clone(), counting, disk(full)).expect("store");
     let reader = FileReader::new(store, ino);
     for block in 0..10u64 {

@@ -175,14 +175,10 @@ impl DiskCache {
         }
     }
 
-    /// Whether a block put now would be kept (the disk has its free
-    /// space): when not, a small read takes only the pieces it needs
-    /// instead of a whole block the cache would not keep.
-    pub fn accepting(&self) -> bool {
-        self.has_free_space()
-    }
-
-    fn has_free_space(&self) -> bool {
+    /// Whether the disk has its free space, so a block put now would be
+    /// kept: when not, a small read takes only the pieces it needs instead
+    /// of a whole block the cache would not keep.
+    pub fn has_free_space(&self) -> bool {
         if self.free_space_ratio <= 0.0 {
             return true;
         }

@@ -537,8 +537,6 @@ impl FileReader {
             return Err(corrupt(&key, "shorter than its slice".into()));
         }
         let cached = self.store.cache.get(&key);
-        let on_disk =
-            self.store.disk.as_ref().is_some_and(|d| d.accepting()) || self.store.staging.is_some();
         // A small read of a block not in memory takes only the pieces it
         // needs: from the disk cache, or (without one, or with one that
         // keeps nothing more: the disk is full) from object storage;
@@ -555,6 +553,9 @@ impl FileReader {
                 crate::metrics::disk_cache(true);
                 return Ok(part.into());
             }
+            // Asked only here: it is a statvfs call.
+            let on_disk = self.store.disk.as_ref().is_some_and(|d| d.has_free_space())
+                || self.store.staging.is_some();
             if !on_disk && self.store.codec == Codec::None {
                 let part = self
                     .store
