@@ -160,59 +160,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Counts puts in flight, each taking a while.
-struct SlowStore {
-    inner: jfs::object::MemStore,
-    in_flight: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for SlowStore {
-    fn describe(&self) -> String {
-        "slow".into()
-    }
-    async fn put(&self, key: &str, data: bytes::Bytes) -> jfs::object::ObjectResult<()> {
-        use std::sync::atomic::Ordering;
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> jfs::object::ObjectResult<Vec<u8>> {
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn delete(&self, key: &str) -> jfs::object::ObjectResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn head(&self, key: &str) -> jfs::object::ObjectResult<Option<jfs::object::ObjectInfo>> {
-        self.inner.head(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> jfs::object::ObjectResult<Vec<jfs::object::ObjectInfo>> {
-        self.inner.list(prefix, after, limit).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_buffer_bounds_blocks_in_memory() {
-    let slow = Arc::new(SlowStore {
-        inner: Default::default(),
-        in_flight: Default::default(),
-        most: Default::default(),
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Counts puts in flight, each taking a while.
+    let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (i, m) = (in_flight.clone(), most.clone());
+    let slow = Arc::new(common::Screened {
+        inner: Arc::new(jfs::object::MemStore::default()),
+        screen: move |op: &str, _: String| {
+            let (in_flight, most) = (i.clone(), m.clone());
+            let put = op == "put";
+            async move {
+                if put {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+        },
     });
     let mut volume = common::volume("buffer");
     volume.block_size_bytes = BLOCK;
@@ -224,7 +192,7 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
         memory_cache_bytes: 0,
         ..Default::default()
     };
-    let store = DataStore::with_options(meta.clone(), slow.clone(), options).expect("store");
+    let store = DataStore::with_options(meta.clone(), slow, options).expect("store");
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
         .await
@@ -237,7 +205,7 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
         assert!(store.buffer_in_use() <= buffer);
     }
     w.flush().await.expect("flush");
-    let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+    let most = most.load(Ordering::SeqCst);
     assert!(
         most <= 3,
         "{most} blocks uploading at once with a 3-block buffer"
@@ -260,13 +228,13 @@ async fn small_reads_fetch_pieces_when_the_disk_cache_is_full() {
     let (w, r) = (whole.clone(), ranged.clone());
     let counting = Arc::new(common::Screened {
         inner: objects,
-        screen: move |op: &str, _: &str| {
+        screen: move |op: &str, _: String| {
             match op {
                 "get" => w.fetch_add(1, Ordering::SeqCst),
                 "get_range" => r.fetch_add(1, Ordering::SeqCst),
                 _ => 0,
             };
-            Ok(())
+            std::future::ready(Ok(()))
         },
     });
     // No disk is ever entirely free: a ratio of 1 keeps nothing.

@@ -299,15 +299,15 @@ async fn a_failed_upload_before_a_chunk_boundary_fails_the_flush() {
     // Every block but the first of each slice is refused.
     let objects: Arc<dyn ObjectStore> = Arc::new(common::Screened {
         inner: Arc::new(MemStore::default()),
-        screen: |op: &str, key: &str| {
+        screen: |op: &str, key: String| {
             let index = key
                 .rsplit('/')
                 .next()
                 .and_then(|name| name.split('_').nth(1));
-            match op == "put" && index != Some("0") {
+            std::future::ready(match op == "put" && index != Some("0") {
                 true => Err(jfs::object::ObjectError::Fatal(format!("refused {key}"))),
                 false => Ok(()),
-            }
+            })
         },
     });
     let store = DataStore::new(meta.clone(), objects, 4, 0).expect("data store");

@@ -8,13 +8,14 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jfs::data::{DataOptions, DataStore, FileReader, FileWriter, Staging};
 use jfs::kv::{Db, DbOptions, MetaUrl};
 use jfs::meta::{Ctx, FileKind, Meta, ROOT_INO};
-use jfs::object::{FileStore, MemStore, ObjectInfo, ObjectResult, ObjectStore};
+use jfs::object::{FileStore, MemStore, ObjectStore};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const CHILD_ENV: &str = "JFS_WRITEBACK_CHILD_DIR";
@@ -25,44 +26,25 @@ fn pattern() -> Vec<u8> {
     (0..SIZE).map(|i| (i * 13 % 251) as u8).collect()
 }
 
-/// An object store whose puts never finish (and can be released).
-#[derive(Default)]
-struct Stuck {
-    inner: MemStore,
-    open: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Stuck {
-    fn describe(&self) -> String {
-        "stuck".into()
-    }
-    async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()> {
-        while !self.open.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn delete(&self, key: &str) -> ObjectResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn head(&self, key: &str) -> ObjectResult<Option<ObjectInfo>> {
-        self.inner.head(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> ObjectResult<Vec<ObjectInfo>> {
-        self.inner.list(prefix, after, limit).await
-    }
+/// An object store whose puts never finish until the flag returned is
+/// set, and the store behind it.
+fn stuck() -> (Arc<dyn ObjectStore>, Arc<AtomicBool>, Arc<dyn ObjectStore>) {
+    let open = Arc::new(AtomicBool::new(false));
+    let inner: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    let flag = open.clone();
+    let store = Arc::new(common::Screened {
+        inner: inner.clone(),
+        screen: move |op: &str, _: String| {
+            let (open, put) = (flag.clone(), op == "put");
+            async move {
+                while put && !open.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(())
+            }
+        },
+    });
+    (store, open, inner)
 }
 
 fn writeback(staging: Staging) -> DataOptions {
@@ -113,7 +95,7 @@ fn main() {
 /// says so once the slice is committed, and waits to be killed.
 async fn child(dir: &Path) {
     let meta = Arc::new(open_meta(dir).await);
-    let objects: Arc<dyn ObjectStore> = Arc::new(Stuck::default());
+    let (objects, _, _) = stuck();
     let staging = Staging::open(&dir.join("cache"), &meta.volume().uuid).expect("staging");
     let store = DataStore::with_options(meta.clone(), objects, writeback(staging)).expect("store");
     let (ino, _) = meta
@@ -195,9 +177,9 @@ async fn kill9_recovery() -> Result<(), Failed> {
 async fn read_before_upload() -> Result<(), Failed> {
     let tmp = tempfile::tempdir()?;
     let meta = Arc::new(common::mem_meta(volume()).await);
-    let stuck = Arc::new(Stuck::default());
+    let (stuck, open, behind) = stuck();
     let staging = Staging::open(tmp.path(), &meta.volume().uuid)?;
-    let store = DataStore::with_options(meta.clone(), stuck.clone(), writeback(staging))?;
+    let store = DataStore::with_options(meta.clone(), stuck, writeback(staging))?;
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
         .await?;
@@ -213,10 +195,10 @@ async fn read_before_upload() -> Result<(), Failed> {
     if got != pattern() {
         return Err("staged data reads differently".into());
     }
-    stuck.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    open.store(true, Ordering::SeqCst);
     tokio::time::timeout(Duration::from_secs(30), store.wait_uploads()).await?;
     if store.pending_uploads() != 0
-        || stuck.inner.list("chunks/", None, 100).await?.len() != SIZE / BLOCK as usize
+        || behind.list("chunks/", None, 100).await?.len() != SIZE / BLOCK as usize
     {
         return Err("uploads did not complete".into());
     }

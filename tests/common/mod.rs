@@ -219,29 +219,30 @@ pub async fn format_and_load(db: Db, volume: Volume) -> Meta {
     Meta::load(db).await.expect("load")
 }
 
-/// An object store that forwards every request to `inner` after showing it
-/// to `screen` as (operation, key), operation one of "put", "get" and
-/// "get_range": an error from `screen` is the request's answer. Tests count
-/// requests or refuse some with it.
+/// An object store that forwards every request to `inner` after `screen`
+/// has seen it as (operation, key), operation one of "put", "get" and
+/// "get_range", and has finished: its error is the request's answer. Tests
+/// count, slow down, hold or refuse requests with it.
 pub struct Screened<F> {
     pub inner: Arc<dyn jfs::object::ObjectStore>,
     pub screen: F,
 }
 
 #[async_trait::async_trait]
-impl<F> jfs::object::ObjectStore for Screened<F>
+impl<F, Fut> jfs::object::ObjectStore for Screened<F>
 where
-    F: Fn(&str, &str) -> jfs::object::ObjectResult<()> + Send + Sync + 'static,
+    F: Fn(&'static str, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = jfs::object::ObjectResult<()>> + Send,
 {
     fn describe(&self) -> String {
         format!("screened {}", self.inner.describe())
     }
     async fn put(&self, key: &str, data: bytes::Bytes) -> jfs::object::ObjectResult<()> {
-        (self.screen)("put", key)?;
+        (self.screen)("put", key.to_string()).await?;
         self.inner.put(key, data).await
     }
     async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
-        (self.screen)("get", key)?;
+        (self.screen)("get", key.to_string()).await?;
         self.inner.get(key).await
     }
     async fn get_range(
@@ -250,7 +251,7 @@ where
         offset: u64,
         len: u64,
     ) -> jfs::object::ObjectResult<Vec<u8>> {
-        (self.screen)("get_range", key)?;
+        (self.screen)("get_range", key.to_string()).await?;
         self.inner.get_range(key, offset, len).await
     }
     async fn delete(&self, key: &str) -> jfs::object::ObjectResult<()> {
