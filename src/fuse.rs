@@ -294,7 +294,7 @@ impl Filesystem for FuseFs {
         let this = self.edge.clone();
         self.spawn("getattr", async move {
             match vfs.getattr(ino).await {
-                Ok(attr) => reply.attr(&this.ttl.attr, &this.file_attr(ino, &attr)),
+                Ok((attr, ttl)) => reply.attr(&ttl, &this.file_attr(ino, &attr)),
                 Err(e) => reply.error(errno(e)),
             }
         });

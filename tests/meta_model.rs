@@ -583,7 +583,7 @@ impl Driver {
             (
                 format!("unlink {pino}/{}", String::from_utf8_lossy(name)),
                 self.model.unlink(&ctx, parent, name),
-                errno_of(meta.unlink(&ctx, pino, name).await)?,
+                errno_of(meta.unlink(&ctx, pino, name).await.map(|_| ()))?,
             )
         } else if op < 47 {
             let parent = self.pick_dir();
@@ -788,7 +788,7 @@ async fn shared_tree(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> 
                         .await
                         .map(|_| ()),
                     4 => client.rmdir(&ctx, dir, name).await,
-                    5 => client.unlink(&ctx, dir, name).await,
+                    5 => client.unlink(&ctx, dir, name).await.map(|_| ()),
                     _ => {
                         let other = known[rng.usize(..known.len())];
                         let flags = if rng.bool() { 0 } else { RENAME_EXCHANGE };

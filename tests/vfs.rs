@@ -14,6 +14,10 @@ use jfs::vfs::{Vfs, VfsOptions};
 const RW: i32 = libc::O_RDWR;
 
 async fn client(db: &Db, objects: &Arc<dyn ObjectStore>) -> Arc<Vfs> {
+    client_with(db, objects, VfsOptions::default()).await
+}
+
+async fn client_with(db: &Db, objects: &Arc<dyn ObjectStore>, options: VfsOptions) -> Arc<Vfs> {
     let meta = Arc::new(Meta::load(db.clone()).await.expect("load"));
     let info = SessionInfo {
         host: "test".into(),
@@ -24,7 +28,7 @@ async fn client(db: &Db, objects: &Arc<dyn ObjectStore>) -> Arc<Vfs> {
     meta.new_session(&info, 60).await.expect("session");
     let data = DataStore::with_options(meta.clone(), objects.clone(), DataOptions::default())
         .expect("data");
-    Vfs::new(meta, data, VfsOptions::default())
+    Vfs::new(meta, data, options)
 }
 
 /// One volume, two clients (as two hosts would be).
@@ -47,7 +51,7 @@ async fn buffered_writes_show_in_getattr_and_reads_before_close() {
         .expect("create");
     a.write(opened.fh, 0, &[7u8; 1000]).await.expect("write");
     a.write(opened.fh, 1000, &[8u8; 500]).await.expect("write");
-    assert_eq!(a.getattr(ino).await.expect("getattr").length, 1500);
+    assert_eq!(a.getattr(ino).await.expect("getattr").0.length, 1500);
     let back = a.read(opened.fh, 900, 200).await.expect("read");
     assert_eq!(&back[..100], &[7u8; 100][..]);
     assert_eq!(&back[100..], &[8u8; 100][..]);
@@ -189,7 +193,7 @@ async fn renaming_a_directory_changes_its_ctime() {
     a.rename(&ctx, ROOT_INO, b"d", ROOT_INO, b"e", 0)
         .await
         .expect("rename");
-    assert!(a.getattr(ino).await.expect("getattr").ctime > before.ctime);
+    assert!(a.getattr(ino).await.expect("getattr").0.ctime > before.ctime);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +211,7 @@ async fn read_only_mounts_refuse_changes() {
         data,
         VfsOptions {
             read_only: true,
-            xattr: false,
+            ..VfsOptions::default()
         },
     );
     let ctx = Ctx::root();
@@ -287,4 +291,133 @@ async fn released_files_close_in_batches_and_reopen_meanwhile() {
         a.getattr(last).await.map(|_| ()).map_err(|e| e.0),
         Err(libc::ENOENT)
     );
+}
+
+/// The directory's attributes as stored: times, link count, mode.
+async fn stored(vfs: &Vfs, dir: u64) -> (jfs::meta::Timestamp, jfs::meta::Timestamp, u32, u16) {
+    let attr = vfs.meta().getattr(dir).await.expect("stored attributes");
+    (attr.mtime, attr.ctime, attr.nlink, attr.mode)
+}
+
+async fn answered(vfs: &Vfs, dir: u64) -> (jfs::meta::Timestamp, jfs::meta::Timestamp, u32, u16) {
+    let (attr, _) = vfs.getattr(dir).await.expect("getattr");
+    (attr.mtime, attr.ctime, attr.nlink, attr.mode)
+}
+
+/// The kernel asks for a directory's attributes after every change in it;
+/// a mount answers from its last read with its own changes applied, which
+/// must be exactly what is stored, and another mount's changes show once
+/// the attribute timeout of that read is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_changed_here_is_answered_with_its_stored_attributes() {
+    let db = common::mem_db(None);
+    Meta::format(&db, &common::volume("dirattrs"), false)
+        .await
+        .expect("format");
+    let objects: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    let cached = VfsOptions {
+        attr_cache: std::time::Duration::from_secs(3600),
+        ..VfsOptions::default()
+    };
+    let a = client_with(&db, &objects, cached.clone()).await;
+    let other = client(&db, &objects).await;
+    let ctx = Ctx::root();
+    let (dir, _) = a
+        .mkdir(&ctx, ROOT_INO, b"d", 0o755, 0)
+        .await
+        .expect("mkdir");
+    assert_eq!(answered(&a, dir).await, stored(&a, dir).await);
+
+    let (_, _, opened) = a
+        .create(&ctx, dir, b"f", 0o644, 0, RW | libc::O_EXCL)
+        .await
+        .expect("create");
+    a.release(opened.fh).await.expect("release");
+    assert_eq!(
+        answered(&a, dir).await,
+        stored(&a, dir).await,
+        "after create"
+    );
+    let (sub, _) = a.mkdir(&ctx, dir, b"sub", 0o755, 0).await.expect("mkdir");
+    assert_eq!(
+        answered(&a, dir).await,
+        stored(&a, dir).await,
+        "after mkdir"
+    );
+    let (file, _) = a.lookup(&ctx, dir, b"f").await.expect("lookup");
+    a.link(&ctx, file, dir, b"g").await.expect("link");
+    a.symlink(&ctx, dir, b"s", b"f").await.expect("symlink");
+    a.mknod(&ctx, dir, b"n", libc::S_IFIFO | 0o644, 0, 0)
+        .await
+        .expect("mknod");
+    assert_eq!(answered(&a, dir).await, stored(&a, dir).await, "after link");
+    a.unlink(&ctx, dir, b"f").await.expect("unlink");
+    assert_eq!(
+        answered(&a, dir).await,
+        stored(&a, dir).await,
+        "after unlink"
+    );
+    let failed = a.unlink(&ctx, dir, b"f").await;
+    assert_eq!(failed.err().map(|e| e.0), Some(libc::ENOENT));
+    assert_eq!(
+        answered(&a, dir).await,
+        stored(&a, dir).await,
+        "after a failure"
+    );
+    a.rename(&ctx, dir, b"g", sub, b"g", 0)
+        .await
+        .expect("rename");
+    assert_eq!(
+        answered(&a, dir).await,
+        stored(&a, dir).await,
+        "after rename"
+    );
+    assert_eq!(
+        answered(&a, sub).await,
+        stored(&a, sub).await,
+        "after rename"
+    );
+    a.rename(&ctx, dir, b"sub", ROOT_INO, b"moved", 0)
+        .await
+        .expect("rename a directory");
+    assert_eq!(answered(&a, sub).await, stored(&a, sub).await, "moved");
+    assert_eq!(answered(&a, dir).await, stored(&a, dir).await, "moved from");
+    let chmod = SetAttr {
+        mode: Some(0o700),
+        ..SetAttr::default()
+    };
+    a.setattr(&ctx, dir, &chmod).await.expect("chmod");
+    assert_eq!(
+        answered(&a, dir).await,
+        stored(&a, dir).await,
+        "after chmod"
+    );
+    a.unlink(&ctx, sub, b"g").await.expect("unlink");
+    a.rmdir(&ctx, ROOT_INO, b"moved").await.expect("rmdir");
+    assert_eq!(answered(&a, ROOT_INO).await, stored(&a, ROOT_INO).await);
+
+    // Another mount's change is not seen within the timeout of the last
+    // read (as the kernel's own cache would not see it)...
+    let seen = answered(&a, dir).await;
+    other
+        .mkdir(&ctx, dir, b"there", 0o755, 0)
+        .await
+        .expect("mkdir");
+    assert_eq!(answered(&a, dir).await, seen, "answered from the last read");
+    assert_ne!(stored(&a, dir).await, seen);
+    // ... and is, by a mount whose timeout is over.
+    let short = VfsOptions {
+        attr_cache: std::time::Duration::from_millis(100),
+        ..VfsOptions::default()
+    };
+    let b = client_with(&db, &objects, short).await;
+    let before = answered(&b, dir).await;
+    b.unlink(&ctx, dir, b"n").await.expect("unlink");
+    other
+        .mkdir(&ctx, dir, b"later", 0o755, 0)
+        .await
+        .expect("mkdir");
+    assert_ne!(answered(&b, dir).await, before, "own change applied");
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(answered(&b, dir).await, stored(&b, dir).await, "read again");
 }

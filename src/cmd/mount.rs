@@ -365,6 +365,7 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
             VfsOptions {
                 read_only: args.read_only,
                 xattr: args.enable_xattr,
+                attr_cache: secs(args.attr_cache),
             },
         );
         let record = MountRecord {

@@ -375,8 +375,9 @@ impl Meta {
     }
 
     /// Removes a non-directory entry. The inode goes when its last link and
-    /// its last open (on any host) are gone.
-    pub async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<()> {
+    /// its last open (on any host) are gone. Returns the time the parent's
+    /// mtime and ctime were raised to (at least).
+    pub async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<Timestamp> {
         check_name(name)?;
         if is_dot(name) {
             return errno(libc::EISDIR);
@@ -389,7 +390,7 @@ impl Meta {
             let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
             let Some((kind, ino)) = found else {
                 return if tx.after_maybe_committed() {
-                    Ok(())
+                    Ok(now)
                 } else {
                     errno(libc::ENOENT)
                 };
@@ -416,7 +417,7 @@ impl Meta {
                 self.remove_link(&tx, ino, attr, entry, hour_ino, now)
                     .await?;
             }
-            Ok(())
+            Ok(now)
         })
         .await
     }
@@ -1002,7 +1003,7 @@ impl Meta {
                     break;
                 }
                 match self.unlink(ctx, dir, &entry.name).await {
-                    Ok(()) | Err(MetaError::Errno(libc::ENOENT)) => removed += 1,
+                    Ok(_) | Err(MetaError::Errno(libc::ENOENT)) => removed += 1,
                     Err(e) => return Err(e),
                 }
             }

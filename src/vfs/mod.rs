@@ -11,14 +11,16 @@
 //! slice committed. Writes buffered in a writer are visible to this mount's
 //! reads (a read flushes first) and its `getattr` (the buffered length).
 
+mod dirs;
 mod error;
 mod files;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dirs::DirAttrs;
 pub use error::{VfsError, VfsResult};
 use files::{DirHandle, OpenFile};
 
@@ -44,6 +46,10 @@ pub struct VfsOptions {
     /// `--enable-xattr`: without it extended attributes answer ENOTSUP
     /// (the kernel then stops asking, which saves a lookup per write).
     pub xattr: bool,
+    /// How long the kernel keeps attributes (`--attr-cache`); directory
+    /// attributes this mount read are kept as long (see `dirs`). Zero
+    /// keeps nothing.
+    pub attr_cache: Duration,
 }
 
 enum Handle {
@@ -64,6 +70,8 @@ pub struct Vfs {
     /// (mtime, ctime) of directories at opendir: an unchanged one keeps the
     /// kernel's cached listing.
     seen: Mutex<HashMap<Ino, (Timestamp, u64)>>,
+    /// Directory attributes last read, with this mount's changes applied.
+    dirs: DirAttrs,
     /// Files released for the last time whose close in the KV store waits
     /// for the next batch.
     closing: Mutex<Closing>,
@@ -124,6 +132,7 @@ impl Vfs {
         Arc::new_cyclic(|me| Vfs {
             meta,
             data,
+            dirs: DirAttrs::new(options.attr_cache),
             options,
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
@@ -168,9 +177,31 @@ impl Vfs {
         Ok((ino, self.local_view(ino, attr)))
     }
 
-    pub async fn getattr(&self, ino: Ino) -> VfsResult<Attr> {
+    /// The attributes of `ino` and how long the kernel may keep them. A
+    /// directory this mount just changed is answered from its last read
+    /// with the change applied (see `dirs`).
+    pub async fn getattr(&self, ino: Ino) -> VfsResult<(Attr, Duration)> {
+        let ticket = match self.dirs.get(ino) {
+            Ok(known) => return Ok(known),
+            Err(ticket) => ticket,
+        };
+        let read_at = Instant::now();
         let attr = self.meta.getattr(ino).await?;
-        Ok(self.local_view(ino, attr))
+        self.dirs.learn(ino, &attr, read_at, ticket);
+        Ok((self.local_view(ino, attr), self.options.attr_cache))
+    }
+
+    /// Follows an entry change in `dir` that made `result`'s node (whose
+    /// ctime is the change's time) in the known directory attributes.
+    fn created<T>(&self, dir: Ino, result: &VfsResult<T>, attr: impl Fn(&T) -> &Attr) {
+        match result {
+            Ok(made) => {
+                let attr = attr(made);
+                self.dirs
+                    .entry_changed(dir, attr.ctime, attr.is_dir() as i64);
+            }
+            Err(_) => self.dirs.forget(dir),
+        }
     }
 
     /// chmod, chown, utimes and truncate. A truncate first commits what
@@ -183,7 +214,9 @@ impl Vfs {
                 file.flush().await?;
             }
         }
-        let attr = self.meta.setattr(ctx, ino, set).await?;
+        let attr = self.meta.setattr(ctx, ino, set).await;
+        self.dirs.forget(ino);
+        let attr = attr?;
         if let (Some(file), Some(_)) = (&file, set.size) {
             file.set_length(attr.length);
         }
@@ -204,11 +237,14 @@ impl Vfs {
         self.writable()?;
         let kind = kind_of_mode(mode)?;
         let perm = mode & 0o7777 & !umask;
-        Ok(match kind {
-            FileKind::Directory => self.meta.mkdir(ctx, parent, name, perm).await?,
+        let made = match kind {
+            FileKind::Directory => self.meta.mkdir(ctx, parent, name, perm).await,
             FileKind::Symlink => return Err(VfsError::errno(libc::EINVAL)),
-            _ => self.meta.mknod(ctx, parent, name, kind, perm, rdev).await?,
-        })
+            _ => self.meta.mknod(ctx, parent, name, kind, perm, rdev).await,
+        }
+        .map_err(VfsError::from);
+        self.created(parent, &made, |(_, attr)| attr);
+        made
     }
 
     pub async fn mkdir(
@@ -220,10 +256,13 @@ impl Vfs {
         umask: u32,
     ) -> VfsResult<(Ino, Attr)> {
         self.writable()?;
-        Ok(self
+        let made = self
             .meta
             .mkdir(ctx, parent, name, mode & 0o7777 & !umask)
-            .await?)
+            .await
+            .map_err(VfsError::from);
+        self.created(parent, &made, |(_, attr)| attr);
+        made
     }
 
     pub async fn symlink(
@@ -234,23 +273,46 @@ impl Vfs {
         target: &[u8],
     ) -> VfsResult<(Ino, Attr)> {
         self.writable()?;
-        Ok(self.meta.symlink(ctx, parent, name, target).await?)
+        let made = self
+            .meta
+            .symlink(ctx, parent, name, target)
+            .await
+            .map_err(VfsError::from);
+        self.created(parent, &made, |(_, attr)| attr);
+        made
     }
 
     pub async fn link(&self, ctx: &Ctx, ino: Ino, parent: Ino, name: &[u8]) -> VfsResult<Attr> {
         self.writable()?;
-        let attr = self.meta.link(ctx, ino, parent, name).await?;
-        Ok(self.local_view(ino, attr))
+        let linked = self
+            .meta
+            .link(ctx, ino, parent, name)
+            .await
+            .map_err(VfsError::from);
+        self.created(parent, &linked, |attr| attr);
+        Ok(self.local_view(ino, linked?))
     }
 
     pub async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> VfsResult<()> {
         self.writable()?;
-        Ok(self.meta.unlink(ctx, parent, name).await?)
+        match self.meta.unlink(ctx, parent, name).await {
+            Ok(at) => {
+                self.dirs.entry_changed(parent, at, 0);
+                Ok(())
+            }
+            Err(e) => {
+                self.dirs.forget(parent);
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> VfsResult<()> {
         self.writable()?;
-        Ok(self.meta.rmdir(ctx, parent, name).await?)
+        let removed = self.meta.rmdir(ctx, parent, name).await;
+        // The removed directory's attributes are gone too.
+        self.dirs.forget_all();
+        Ok(removed?)
     }
 
     pub async fn rename(
@@ -263,10 +325,14 @@ impl Vfs {
         flags: u32,
     ) -> VfsResult<()> {
         self.writable()?;
-        Ok(self
+        let renamed = self
             .meta
             .rename(ctx, parent, name, new_parent, new_name, flags)
-            .await?)
+            .await;
+        // Besides both parents' times and link counts: the moved
+        // directory's ctime, and a replaced directory.
+        self.dirs.forget_all();
+        Ok(renamed?)
     }
 
     pub async fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
@@ -297,6 +363,11 @@ impl Vfs {
             .meta
             .create_open(ctx, parent, name, mode & 0o7777 & !umask)
             .await;
+        match &created {
+            Ok((_, attr)) => self.dirs.entry_changed(parent, attr.ctime, 0),
+            Err(e) if e.errno() == libc::EEXIST => {}
+            Err(_) => self.dirs.forget(parent),
+        }
         match created {
             Ok((ino, attr)) => {
                 let opened = self.adopt_new_file(ino, &attr).await;
@@ -604,7 +675,9 @@ impl Vfs {
     /// mount saw then. Every change of entries sets both, from any host;
     /// utimes sets the mtime back but moves the ctime.
     pub async fn opendir(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Opened> {
+        let (ticket, read_at) = (self.dirs.ticket(ino), Instant::now());
         let attr = self.meta.getattr(ino).await?;
+        self.dirs.learn(ino, &attr, read_at, ticket);
         if !attr.is_dir() {
             return Err(VfsError::errno(libc::ENOTDIR));
         }
@@ -697,13 +770,17 @@ impl Vfs {
     ) -> VfsResult<()> {
         self.xattrs_enabled()?;
         self.writable()?;
-        Ok(self.meta.setxattr(ctx, ino, name, value, flags).await?)
+        let set = self.meta.setxattr(ctx, ino, name, value, flags).await;
+        self.dirs.forget(ino);
+        Ok(set?)
     }
 
     pub async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> VfsResult<()> {
         self.xattrs_enabled()?;
         self.writable()?;
-        Ok(self.meta.removexattr(ctx, ino, name).await?)
+        let removed = self.meta.removexattr(ctx, ino, name).await;
+        self.dirs.forget(ino);
+        Ok(removed?)
     }
 
     /// F_GETLK: the first lock that would block `kind` on `[start, end)`.
