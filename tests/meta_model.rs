@@ -606,7 +606,7 @@ impl Driver {
                     String::from_utf8_lossy(dn)
                 ),
                 self.model.rename(&ctx, sp, sn, dp, dn, flags),
-                errno_of(meta.rename(&ctx, spi, sn, dpi, dn, flags).await)?,
+                errno_of(meta.rename(&ctx, spi, sn, dpi, dn, flags).await.map(|_| ()))?,
             )
         } else if op < 77 {
             let target = self.pick_node();
@@ -802,6 +802,7 @@ async fn shared_tree(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> 
                                 flags,
                             )
                             .await
+                            .map(|_| ())
                     }
                 };
                 if let Err(MetaError::Kv(e)) = result {

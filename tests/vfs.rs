@@ -377,6 +377,15 @@ async fn a_directory_changed_here_is_answered_with_its_stored_attributes() {
         stored(&a, sub).await,
         "after rename"
     );
+    a.rename(&ctx, sub, b"g", sub, b"g", 0)
+        .await
+        .expect("rename to itself");
+    a.symlink(&ctx, sub, b"h", b"g").await.expect("symlink");
+    a.rename(&ctx, sub, b"h", sub, b"g", jfs::meta::RENAME_EXCHANGE)
+        .await
+        .expect("exchange");
+    assert_eq!(answered(&a, sub).await, stored(&a, sub).await, "exchange");
+    a.unlink(&ctx, sub, b"h").await.expect("unlink");
     a.rename(&ctx, dir, b"sub", ROOT_INO, b"moved", 0)
         .await
         .expect("rename a directory");

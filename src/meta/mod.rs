@@ -32,7 +32,7 @@ pub use error::{errno, MetaError, MetaResult};
 pub use ids::{BATCH as ID_BATCH, SHARDS as ID_SHARDS};
 pub use keys::{Ino, ROOT_INO};
 pub use locks::{LockKind, PosixLock};
-pub use namespace::{DirEntry, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use namespace::{DirEntry, Renamed, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use session::SessionInfo;
 pub use setting::{new_uuid, validate_name, JuiceFsBlocks, Volume, SCHEMA_VERSION};
 pub use trash::create_trash_dir;

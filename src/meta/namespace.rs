@@ -53,6 +53,21 @@ pub enum TimeSet {
     At(Timestamp),
 }
 
+/// What a rename changed besides the entries, for a client that keeps
+/// directory attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renamed {
+    /// Nothing (the same entry, or two links of one inode).
+    Nothing,
+    /// Only files moved or were replaced: both parents' mtime and ctime
+    /// were raised to (at least) `at`, and nothing else of theirs changed.
+    Files { at: Timestamp },
+    /// A directory moved, was replaced or exchanged (link counts and its
+    /// own ctime changed), or the outcome was recognised after an unknown
+    /// commit.
+    Directories,
+}
+
 /// Changes asked of `setattr`; `None` leaves a field alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetAttr {
@@ -625,7 +640,7 @@ impl Meta {
         dst_parent: Ino,
         dst_name: &[u8],
         flags: u32,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<Renamed> {
         check_name(src_name)?;
         check_name(dst_name)?;
         let exchange = flags & RENAME_EXCHANGE != 0;
@@ -664,7 +679,7 @@ impl Meta {
                     now_src.is_none() && now_dst == Some(prev_src)
                 };
                 if applied {
-                    return Ok(());
+                    return Ok(Renamed::Directories);
                 }
             }
             let Some((src_kind, src_ino)) = src_entry else {
@@ -672,7 +687,7 @@ impl Meta {
             };
             *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((src_ino, dst.map(|e| e.1)));
             if src_parent == dst_parent && src_name == dst_name {
-                return Ok(());
+                return Ok(Renamed::Nothing);
             }
             let mut src = load_attr(&tx, src_ino, true)
                 .await?
@@ -697,11 +712,13 @@ impl Meta {
                     return errno(libc::EEXIST);
                 }
                 if *dst_ino == src_ino && !exchange {
-                    return Ok(()); // Two links of one inode: nothing to do.
+                    return Ok(Renamed::Nothing); // Two links of one inode.
                 }
             } else if exchange {
                 return errno(libc::ENOENT);
             }
+            let dirs_involved =
+                src.is_dir() || dst_attr.as_ref().is_some_and(|(_, attr)| attr.is_dir());
             // A directory changing parent: its ".." changes, which needs
             // write permission on it, and it must not go inside itself.
             if src.is_dir() && src_parent != dst_parent {
@@ -799,7 +816,11 @@ impl Meta {
             if dst_parent != src_parent {
                 touch_dir(&tx, dst_parent, now)?;
             }
-            Ok(())
+            Ok(if dirs_involved {
+                Renamed::Directories
+            } else {
+                Renamed::Files { at: now }
+            })
         })
         .await
     }

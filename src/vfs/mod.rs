@@ -26,7 +26,8 @@ use files::{DirHandle, OpenFile};
 
 use crate::data::{DataStore, FileReader, FileWriter};
 use crate::meta::{
-    Attr, Ctx, DirEntry, FileKind, Ino, LockKind, Meta, PosixLock, SetAttr, Timestamp, R_OK, W_OK,
+    Attr, Ctx, DirEntry, FileKind, Ino, LockKind, Meta, PosixLock, Renamed, SetAttr, Timestamp,
+    R_OK, W_OK,
 };
 
 /// Handle number given to the kernel for an open file or directory.
@@ -329,10 +330,17 @@ impl Vfs {
             .meta
             .rename(ctx, parent, name, new_parent, new_name, flags)
             .await;
-        // Besides both parents' times and link counts: the moved
-        // directory's ctime, and a replaced directory.
-        self.dirs.forget_all();
-        Ok(renamed?)
+        match renamed {
+            Ok(Renamed::Nothing) => {}
+            Ok(Renamed::Files { at }) => {
+                self.dirs.entry_changed(parent, at, 0);
+                self.dirs.entry_changed(new_parent, at, 0);
+            }
+            // The moved or replaced directory changed too, and link counts.
+            Ok(Renamed::Directories) | Err(_) => self.dirs.forget_all(),
+        }
+        renamed?;
+        Ok(())
     }
 
     pub async fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
