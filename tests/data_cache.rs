@@ -254,3 +254,39 @@ async fn small_reads_fetch_pieces_when_the_disk_cache_is_full() {
     assert_eq!(whole.load(Ordering::SeqCst), 0, "whole blocks fetched");
     assert!(ranged.load(Ordering::SeqCst) >= 10);
 }
+
+/// Random reads come with short sequential bursts (the kernel's own
+/// read-ahead around a missed page): they fetch the blocks they read and
+/// nothing ahead of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_sequential_bursts_fetch_nothing_ahead() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (dir, meta, objects, ino, data) = setup().await;
+    let gets = Arc::new(AtomicUsize::new(0));
+    let g = gets.clone();
+    let counting = Arc::new(common::Screened {
+        inner: objects,
+        screen: move |op: &str, _: String| {
+            if op.starts_with("get") {
+                g.fetch_add(1, Ordering::SeqCst);
+            }
+            std::future::ready(Ok(()))
+        },
+    });
+    let options = disk(cache(dir.path(), &meta, 1 << 30));
+    let store = DataStore::with_options(meta.clone(), counting, options).expect("store");
+    let reader = FileReader::new(store, ino);
+    for block in [7u64, 2, 5, 0] {
+        let mut at = block * BLOCK as u64 + 100;
+        for len in [4096usize, 8192, 16384] {
+            let got = reader
+                .read(at, len, data.len() as u64)
+                .await
+                .expect("read");
+            assert_eq!(&got[..], &data[at as usize..at as usize + len]);
+            at += len as u64;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(gets.load(Ordering::SeqCst), 4, "one fetch per block read");
+}

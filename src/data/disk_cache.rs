@@ -5,7 +5,7 @@
 //! first past the size, or when the disk's free space falls below the
 //! ratio. The cache outlives the mount: a remount finds its entries.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,12 +17,66 @@ pub struct DiskCache {
     index: Mutex<Index>,
 }
 
+/// What the cache holds, in order of use: every use moves an entry to the
+/// back in O(log n), and memory stays one record per entry.
 #[derive(Default)]
 struct Index {
-    sizes: HashMap<String, u64>,
-    /// Keys from least to most recently used (may hold stale repeats).
-    order: VecDeque<String>,
+    /// Size and last use of each entry.
+    entries: HashMap<String, Entry>,
+    /// Keys by last use, least recent first.
+    by_use: BTreeMap<u64, String>,
+    /// The last use given out.
+    clock: u64,
     bytes: u64,
+}
+
+struct Entry {
+    size: u64,
+    used: u64,
+}
+
+impl Index {
+    fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    fn insert(&mut self, key: String, size: u64) {
+        self.remove(&key);
+        self.clock += 1;
+        self.bytes += size;
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                size,
+                used: self.clock,
+            },
+        );
+        self.by_use.insert(self.clock, key);
+    }
+
+    /// Marks `key` as just used.
+    fn touch(&mut self, key: &str) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        if let Some(name) = self.by_use.remove(&entry.used) {
+            self.clock += 1;
+            entry.used = self.clock;
+            self.by_use.insert(self.clock, name);
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes -= entry.size;
+            self.by_use.remove(&entry.used);
+        }
+    }
+
+    /// The least recently used key.
+    fn oldest(&self) -> Option<String> {
+        self.by_use.first_key_value().map(|(_, key)| key.clone())
+    }
 }
 
 impl DiskCache {
@@ -42,9 +96,7 @@ impl DiskCache {
         found.sort_by_key(|(_, _, mtime)| *mtime);
         let mut index = Index::default();
         for (key, size, _) in found {
-            index.bytes += size;
-            index.sizes.insert(key.clone(), size);
-            index.order.push_back(key);
+            index.insert(key, size);
         }
         let cache = DiskCache {
             root,
@@ -67,20 +119,18 @@ impl DiskCache {
     /// Bytes and entries held.
     pub fn usage(&self) -> (u64, usize) {
         let index = self.lock();
-        (index.bytes, index.sizes.len())
+        (index.bytes, index.entries.len())
     }
 
     /// The stored block `key`, if cached (unchecked: the caller decodes).
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        if !self.lock().sizes.contains_key(key) {
+        if !self.lock().contains(key) {
             return None;
         }
         let path = self.path(key);
         match std::fs::read(&path) {
             Ok(data) => {
-                let mut index = self.lock();
-                index.order.push_back(key.to_string());
-                drop(index);
+                self.lock().touch(key);
                 // Mark it used for the next mount's ordering; best effort.
                 let _ = std::fs::File::options()
                     .append(true)
@@ -99,7 +149,7 @@ impl DiskCache {
     /// small read takes the pieces it needs, not the whole block.
     pub fn get_ranges(&self, key: &str, ranges: &[std::ops::Range<u64>]) -> Option<Vec<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
-        if !self.lock().sizes.contains_key(key) {
+        if !self.lock().contains(key) {
             return None;
         }
         let file = std::fs::File::open(self.path(key)).ok()?;
@@ -109,7 +159,7 @@ impl DiskCache {
             file.read_exact_at(&mut buf, r.start).ok()?;
             out.push(buf);
         }
-        self.lock().order.push_back(key.to_string());
+        self.lock().touch(key);
         Some(out)
     }
 
@@ -117,7 +167,7 @@ impl DiskCache {
     /// Failures only mean the block is not cached.
     pub fn put(&self, key: &str, data: &[u8]) {
         let size = data.len() as u64;
-        if size > self.capacity_bytes || self.lock().sizes.contains_key(key) {
+        if size > self.capacity_bytes || self.lock().contains(key) {
             return;
         }
         self.evict(size);
@@ -135,19 +185,12 @@ impl DiskCache {
             let _ = std::fs::remove_file(&tmp);
             return;
         }
-        let mut index = self.lock();
-        index.bytes += size;
-        index.sizes.insert(key.to_string(), size);
-        index.order.push_back(key.to_string());
+        self.lock().insert(key.to_string(), size);
     }
 
     /// Drops an entry (damaged, or evicted).
     pub fn remove(&self, key: &str) {
-        let mut index = self.lock();
-        if let Some(size) = index.sizes.remove(key) {
-            index.bytes -= size;
-        }
-        drop(index);
+        self.lock().remove(key);
         let _ = std::fs::remove_file(self.path(key));
     }
 
@@ -156,19 +199,14 @@ impl DiskCache {
     fn evict(&self, incoming: u64) {
         loop {
             let victim = {
-                let mut index = self.lock();
+                let index = self.lock();
                 let over = index.bytes + incoming > self.capacity_bytes;
                 if !over && self.has_free_space() {
                     return;
                 }
-                let Some(key) = index.order.pop_front() else {
+                let Some(key) = index.oldest() else {
                     return;
                 };
-                // A key used again later appears again further on: skip the
-                // stale occurrence.
-                if index.order.contains(&key) || !index.sizes.contains_key(&key) {
-                    continue;
-                }
                 key
             };
             self.remove(&victim);
@@ -225,4 +263,33 @@ fn scan(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_keep_one_record_per_entry_and_the_least_recently_used_goes_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DiskCache::open(dir.path(), "vol", 30, 0.0).expect("open");
+        for key in ["a", "b", "c"] {
+            cache.put(key, &[0u8; 10]);
+        }
+        for _ in 0..1000 {
+            assert!(cache.get("a").is_some());
+            assert!(cache.get_ranges("c", &[0..4]).is_some());
+        }
+        {
+            let index = cache.lock();
+            assert_eq!(index.entries.len(), 3);
+            assert_eq!(index.by_use.len(), 3, "hits must not add records");
+        }
+        cache.put("d", &[0u8; 10]);
+        assert!(cache.get("b").is_none(), "b was the least recently used");
+        assert!(cache.get("a").is_some() && cache.get("c").is_some());
+        cache.put("e", &[0u8; 10]);
+        assert!(cache.get("d").is_none(), "then d");
+        assert_eq!(cache.usage(), (30, 3));
+    }
 }

@@ -99,12 +99,14 @@ impl DataStore {
     }
 
     /// The data of block `index` of slice `id` (`len` bytes): from the
-    /// cache, from a fetch already under way, or fetched and checked now.
+    /// cache, from a fetch already under way, or fetched and checked now,
+    /// and then kept in the memory cache if `keep`.
     pub(crate) async fn block(
         self: &Arc<Self>,
         id: u64,
         index: u32,
         len: u32,
+        keep: bool,
     ) -> DataResult<Bytes> {
         let key = block_key(id, index, len);
         if let Some(block) = self.cache.get(&key) {
@@ -118,7 +120,7 @@ impl DataStore {
             .await
             .cloned();
         self.cache.fetch_done(&key);
-        if let Ok(block) = &result {
+        if let (true, Ok(block)) = (keep, &result) {
             self.cache.insert(key, block.clone());
         }
         result
@@ -260,18 +262,25 @@ fn corrupt(key: &str, reason: String) -> DataError {
     }
 }
 
-/// Reads one file; keep one per open file so that read-ahead can follow
-/// sequential reads.
 /// Where the next sequential read would start, the read-ahead window, and
 /// how far read-ahead has already been asked for (so each read asks only
 /// for the new tail of the window).
 #[derive(Default)]
 struct ReadPattern {
     next: u64,
+    /// Bytes read in sequence up to `next`.
+    run: u64,
     window: u64,
     requested_to: u64,
 }
 
+/// Bytes a file must be read in sequence before read-ahead starts: the
+/// kernel's own read-ahead turns random reads into short sequential bursts
+/// (two or three requests of up to 256 KiB), which must not fetch blocks.
+const STREAM_AFTER: u64 = 1 << 20;
+
+/// Reads one file; keep one per open file so that read-ahead can follow
+/// sequential reads.
 pub struct FileReader {
     store: Arc<DataStore>,
     ino: Ino,
@@ -342,6 +351,15 @@ impl FileReader {
         }
     }
 
+    /// Whether this file is being read sequentially (read-ahead is on).
+    fn streaming(&self) -> bool {
+        self.pattern
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .window
+            > 0
+    }
+
     /// Drops the chunk records this reader keeps: the file changed.
     pub fn forget_chunks(&self) {
         self.chunks.forget();
@@ -369,7 +387,12 @@ impl FileReader {
             let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
             let block = self.store.block_size as u64;
             let sequential = offset == p.next;
-            p.window = if sequential {
+            p.run = if sequential {
+                p.run + (end - offset)
+            } else {
+                end - offset
+            };
+            p.window = if sequential && p.run >= STREAM_AFTER {
                 (p.window * 2).clamp(block, self.store.readahead_limit())
             } else {
                 0
@@ -463,7 +486,9 @@ impl FileReader {
                     for index in first..=last {
                         let len = (seg.size as u64 - index * bs).min(bs) as u32;
                         let store = store.clone();
-                        tokio::spawn(async move { store.block(seg.id, index as u32, len).await });
+                        tokio::spawn(
+                            async move { store.block(seg.id, index as u32, len, true).await },
+                        );
                     }
                 }
             }
@@ -537,13 +562,17 @@ impl FileReader {
             return Err(corrupt(&key, "shorter than its slice".into()));
         }
         let cached = self.store.cache.get(&key);
-        // A small read of a block not in memory takes only the pieces it
-        // needs: from the disk cache, or (without one, or with one that
-        // keeps nothing more: the disk is full) from object storage;
-        // otherwise the whole block is fetched and cached.
+        // A small read, or any read off the sequential stream, of a block
+        // not in memory takes only the pieces it needs: from the disk
+        // cache, or (without one, or with one that keeps nothing more: the
+        // disk is full) from object storage; otherwise the whole block is
+        // fetched, for the disk cache, which serves the next such reads of
+        // it. The memory cache is left to sequential reads: random ones
+        // (and the kernel's read-ahead among them) would only churn it.
         let small = cached.is_none()
             && self.store.decoder(id) == super::block::BlockDecoder::Jfs
-            && n * 4 < block_len as u64;
+            && (n * 4 < block_len as u64 || !self.streaming());
+        let mut keep = true;
         if small {
             let from_disk = self
                 .store
@@ -554,8 +583,8 @@ impl FileReader {
                 return Ok(part.into());
             }
             // Asked only here: it is a statvfs call.
-            let on_disk = self.store.disk.as_ref().is_some_and(|d| d.has_free_space())
-                || self.store.staging.is_some();
+            let disk_keeps = self.store.disk.as_ref().is_some_and(|d| d.has_free_space());
+            let on_disk = disk_keeps || self.store.staging.is_some();
             if !on_disk && self.store.codec == Codec::None {
                 let part = self
                     .store
@@ -563,10 +592,11 @@ impl FileReader {
                     .await?;
                 return Ok(part.into());
             }
+            keep = !disk_keeps;
         }
         let block = match cached {
             Some(block) => block,
-            None => self.store.block(id, index as u32, block_len).await?,
+            None => self.store.block(id, index as u32, block_len, keep).await?,
         };
         Ok(block.slice(within as usize..(within + n) as usize))
     }
