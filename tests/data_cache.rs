@@ -279,10 +279,7 @@ async fn short_sequential_bursts_fetch_nothing_ahead() {
     for block in [7u64, 2, 5, 0] {
         let mut at = block * BLOCK as u64 + 100;
         for len in [4096usize, 8192, 16384] {
-            let got = reader
-                .read(at, len, data.len() as u64)
-                .await
-                .expect("read");
+            let got = reader.read(at, len, data.len() as u64).await.expect("read");
             assert_eq!(&got[..], &data[at as usize..at as usize + len]);
             at += len as u64;
         }

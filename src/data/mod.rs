@@ -90,6 +90,9 @@ pub struct DataStore {
     pub(crate) juicefs_blocks: Option<(u64, block::JuiceFsCodec)>,
     /// Chunks being compacted, so a chunk is compacted once at a time.
     pub(crate) compacting: std::sync::Mutex<std::collections::HashSet<(crate::meta::Ino, u32)>>,
+    /// Files being read sequentially (read-ahead on): they share the
+    /// memory cache's read-ahead half.
+    pub(crate) streams: std::sync::atomic::AtomicUsize,
 }
 
 /// How a mount's data path is set up (the `jfs mount` flags).
@@ -180,6 +183,7 @@ impl DataStore {
             staging: options.writeback.map(Arc::new),
             juicefs_blocks,
             compacting: Default::default(),
+            streams: Default::default(),
         }))
     }
 

@@ -10,6 +10,7 @@
 //! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -90,12 +91,18 @@ impl BlockCache {
 }
 
 impl DataStore {
-    /// The largest read-ahead window: the blocks that may be fetched at once,
-    /// as long as half the memory cache holds them; at least one block.
+    /// The largest read-ahead window of a file: the blocks that may be
+    /// fetched at once, as long as half the memory cache holds them for all
+    /// files read sequentially now (more, and blocks read ahead for one
+    /// file would evict another's before they are read); at least one
+    /// block.
     fn readahead_limit(&self) -> u64 {
         let block = self.block_size as u64;
         let parallel = self.max_uploads as u64 * block;
-        parallel.min(self.cache.budget as u64 / 2).max(block)
+        let streams = self.streams.load(Ordering::Relaxed).max(1) as u64;
+        parallel
+            .min(self.cache.budget as u64 / 2 / streams)
+            .max(block)
     }
 
     /// The data of block `index` of slice `id` (`len` bytes): from the
@@ -338,6 +345,14 @@ impl ChunkRecords {
     }
 }
 
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        if self.streaming() {
+            self.store.streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl FileReader {
     pub fn new(store: Arc<DataStore>, ino: Ino) -> FileReader {
         FileReader {
@@ -392,10 +407,16 @@ impl FileReader {
             } else {
                 end - offset
             };
+            let was_streaming = p.window > 0;
             p.window = if sequential && p.run >= STREAM_AFTER {
                 (p.window * 2).clamp(block, self.store.readahead_limit())
             } else {
                 0
+            };
+            match (was_streaming, p.window > 0) {
+                (false, true) => self.store.streams.fetch_add(1, Ordering::Relaxed),
+                (true, false) => self.store.streams.fetch_sub(1, Ordering::Relaxed),
+                _ => 0,
             };
             p.next = end;
             let from = if sequential {
