@@ -120,25 +120,24 @@ impl DirAttrs {
     /// This mount changed the entries of `dir`: its mtime and ctime were
     /// raised to at least `at`, its subdirectory count moved by `subdirs`.
     pub(super) fn entry_changed(&self, dir: Ino, at: Timestamp, subdirs: i64) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut inner = self.inner();
-        if inner.known.len() >= KNOWN_LIMIT {
-            inner.forget_all();
-        }
-        let known = inner.known.entry(dir).or_default();
-        known.changes += 1;
-        if let Some((attr, _)) = &mut known.attr {
-            attr.mtime = attr.mtime.max(at);
-            attr.ctime = attr.ctime.max(at);
-            attr.nlink = (attr.nlink as i64 + subdirs).max(2) as u32;
-        }
+        self.change(dir, |known| {
+            if let Some((attr, _)) = &mut known.attr {
+                attr.mtime = attr.mtime.max(at);
+                attr.ctime = attr.ctime.max(at);
+                attr.nlink = (attr.nlink as i64 + subdirs).max(2) as u32;
+            }
+        });
     }
 
     /// This mount changed `ino` in a way not followed here (or cannot tell
     /// whether it did): what is known of it is dropped.
     pub(super) fn forget(&self, ino: Ino) {
+        self.change(ino, |known| known.attr = None);
+    }
+
+    /// Counts a change of `ino` (so reads under way are not kept) and
+    /// applies it to what is known.
+    fn change(&self, ino: Ino, apply: impl FnOnce(&mut Known)) {
         if self.ttl.is_zero() {
             return;
         }
@@ -148,7 +147,7 @@ impl DirAttrs {
         }
         let known = inner.known.entry(ino).or_default();
         known.changes += 1;
-        known.attr = None;
+        apply(known);
     }
 
     /// Drops everything (after a rename or rmdir, which can change the
