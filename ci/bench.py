@@ -97,6 +97,8 @@ class Volume:
         self.path = os.path.join(work, f"{kind}-{name}")
         self.work = work
         self.generation = 0
+        # The largest peak RSS of this volume's mount processes so far.
+        self.peak_all = 0
         os.makedirs(self.path, exist_ok=True)
 
     def tool(self):
@@ -137,7 +139,7 @@ class Volume:
 
     def umount(self):
         # The mount process's peak, kept before it ends.
-        self.peak_all = max(getattr(self, "peak_all", 0), self.rss())
+        self.peak_all = max(self.peak_all, self.rss())
         if os.path.ismount(self.path):
             subprocess.run([self.tool(), "umount", self.path], capture_output=True)
         if os.path.ismount(self.path):
@@ -239,7 +241,7 @@ def pair(engine, jmeta, kmeta, bucket, work):
             # metadata benchmark), and the largest of every mount process of
             # the run (big files, fio sequential, ...).
             r["peak RSS MiB, last mount (lower is better)"] = v.rss()
-            r["peak RSS MiB, all mounts (lower is better)"] = max(v.rss(), getattr(v, "peak_all", 0))
+            r["peak RSS MiB, all mounts (lower is better)"] = max(v.rss(), v.peak_all)
             results[v.kind] = r
     finally:
         for v in vols:
