@@ -216,7 +216,11 @@ impl Vfs {
             }
         }
         let attr = self.meta.setattr(ctx, ino, set).await;
-        self.dirs.forget(ino);
+        // Only directories are kept (a file's setattr is the hot case of
+        // truncates and utimes: nothing to drop).
+        if attr.as_ref().map_or(true, Attr::is_dir) {
+            self.dirs.forget(ino);
+        }
         let attr = attr?;
         if let (Some(file), Some(_)) = (&file, set.size) {
             file.set_length(attr.length);
