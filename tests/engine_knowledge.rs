@@ -2,8 +2,9 @@
 //! of a key and verify the answer at commit: two engines (two hosts) on one
 //! key space, one changing a key the other remembers. The stale answer must
 //! never decide anything: a writing transaction and a read-only one both
-//! retry and see the new value. Ignored without JFS_TEST_ETCD /
-//! JFS_TEST_REDIS.
+//! retry and see the new value. Also the Redis engine's bookkeeping
+//! invariants, which its commit script relies on. Ignored without
+//! JFS_TEST_ETCD / JFS_TEST_REDIS.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -72,6 +73,94 @@ async fn stale_answers_never_decide(server: String) -> Result<(), Failed> {
     Ok(())
 }
 
+/// After puts, overwrites, deletes, re-creates and counter updates, the
+/// Redis engine's own structures keep the invariants its commit script
+/// relies on: a key with a value has no tombstone, a deleted key has one,
+/// and the keys with a version are exactly the index.
+async fn redis_bookkeeping_invariants(server: String) -> Result<(), Failed> {
+    use std::collections::BTreeSet;
+
+    let prefix = format!("layout{:016x}", fastrand::u64(..));
+    let sep = if server.contains('?') { '&' } else { '?' };
+    let db = open(&format!("{server}{sep}prefix={prefix}"))?;
+    let steps: [(&str, &[u8], Option<&[u8]>); 9] = [
+        ("create", b"a", Some(b"1")),
+        ("overwrite", b"a", Some(b"2")),
+        ("create", b"b", Some(b"1")),
+        ("delete", b"a", None),
+        ("re-create", b"a", Some(b"3")),
+        ("delete", b"b", None),
+        ("delete never written", b"z", None),
+        ("delete", b"a", None),
+        ("re-create", b"a", Some(b"4")),
+    ];
+    for (what, key, value) in steps {
+        let (key, value) = (key.to_vec(), value.map(<[u8]>::to_vec));
+        db.run(what, |tx| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                match value {
+                    Some(v) => tx.put(key, v),
+                    None => tx.delete(key),
+                }
+            }
+        })
+        .await?;
+    }
+    for delta in [5, -2] {
+        db.run("count", |tx| async move { tx.add(b"c".to_vec(), delta) })
+            .await?;
+    }
+    db.run(
+        "delete counter",
+        |tx| async move { tx.delete(b"c".to_vec()) },
+    )
+    .await?;
+    db.run("count again", |tx| async move { tx.add(b"c".to_vec(), 1) })
+        .await?;
+
+    let client = redis::Client::open(server.split('?').next().unwrap_or(&server))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let set = |keys: Vec<Vec<u8>>| keys.into_iter().collect::<BTreeSet<_>>();
+    let values = set(redis::cmd("HKEYS")
+        .arg(format!("{prefix}:v"))
+        .query_async(&mut conn)
+        .await?);
+    let versioned = set(redis::cmd("HKEYS")
+        .arg(format!("{prefix}:n"))
+        .query_async(&mut conn)
+        .await?);
+    let index = set(redis::cmd("ZRANGE")
+        .arg(format!("{prefix}:i"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await?);
+    let tombstones = set(redis::cmd("ZRANGE")
+        .arg(format!("{prefix}:t"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await?);
+    let keys = |names: &[&[u8]]| names.iter().map(|k| k.to_vec()).collect::<BTreeSet<_>>();
+    if values != keys(&[b"a", b"c"]) {
+        return Err(format!("keys with a value: {values:?}").into());
+    }
+    if tombstones != keys(&[b"b"]) {
+        return Err(format!("tombstones: {tombstones:?} (want b only)").into());
+    }
+    if versioned != index || index != keys(&[b"a", b"b", b"c"]) {
+        return Err(format!("versioned keys {versioned:?}, index {index:?}").into());
+    }
+    let got = db
+        .run("read", |tx| async move { tx.get(b"a").await })
+        .await?;
+    if got.as_deref() != Some(b"4".as_slice()) {
+        return Err(format!("a reads {got:?}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
@@ -89,5 +178,16 @@ fn main() {
             .with_ignored_flag(skip),
         );
     }
+    let redis = std::env::var("JFS_TEST_REDIS")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let skip = redis.is_none();
+    let redis = redis.unwrap_or_default();
+    trials.push(
+        Trial::test("redis_bookkeeping_invariants", move || {
+            tokio::runtime::Runtime::new()?.block_on(redis_bookkeeping_invariants(redis))
+        })
+        .with_ignored_flag(skip),
+    );
     libtest_mimic::run(&args, trials).exit();
 }

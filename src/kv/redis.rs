@@ -13,6 +13,11 @@
 //! | `P:t` | sorted set | deleted keys (tombstones) by version |
 //! | `P:h` | string | the horizon: tombstones at or below it were dropped |
 //!
+//! Two invariants hold after every script, and the commit script relies
+//! on them to skip sorted-set updates: a key with a value in `P:v` has no
+//! tombstone in `P:t`, and a key has a version in `P:n` exactly when it is
+//! in `P:i`.
+//!
 //! A transaction's snapshot is the commit version its first read returns.
 //! A read answers only from keys whose version is at or below the
 //! snapshot; a key written after it makes the read fail with `Conflict`
@@ -198,10 +203,14 @@ while pos <= #ARGV do
     if op ~= 'p' then
       value = counter(op, redis.call('HGET', KEYS[2], key) or '', operand)
     end
-    redis.call('HSET', KEYS[2], key, value)
-    redis.call('HSET', KEYS[3], key, version)
-    redis.call('ZADD', KEYS[4], 0, key)
-    redis.call('ZREM', KEYS[5], key)
+    -- A key with a value has no tombstone, and a key with a version is
+    -- in the index: only a key new to either needs the sorted sets.
+    if redis.call('HSET', KEYS[2], key, value) == 1 then
+      redis.call('ZREM', KEYS[5], key)
+    end
+    if redis.call('HSET', KEYS[3], key, version) == 1 then
+      redis.call('ZADD', KEYS[4], 0, key)
+    end
   end
 end
 local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', version - window, 'WITHSCORES', 'LIMIT', 0, 16)
