@@ -83,7 +83,9 @@ async fn redis_bookkeeping_invariants(server: String) -> Result<(), Failed> {
     let prefix = format!("layout{:016x}", fastrand::u64(..));
     let sep = if server.contains('?') { '&' } else { '?' };
     let db = open(&format!("{server}{sep}prefix={prefix}"))?;
-    let steps: [(&str, &[u8], Option<&[u8]>); 9] = [
+    // (what, key, value to put or None to delete)
+    type Step = (&'static str, &'static [u8], Option<&'static [u8]>);
+    let steps: [Step; 9] = [
         ("create", b"a", Some(b"1")),
         ("overwrite", b"a", Some(b"2")),
         ("create", b"b", Some(b"1")),
