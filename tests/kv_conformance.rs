@@ -38,6 +38,7 @@ fn main() {
             lost_update_prevented,
             atomic_add_never_conflicts,
             atomic_max_keeps_the_largest,
+            counters_carry_borrow_and_wrap,
             write_skew_prevented,
             phantom_prevented,
             insert_if_empty_races_to_one_winner,
@@ -352,6 +353,54 @@ async fn atomic_max_keeps_the_largest(o: Opened) -> Result<(), Failed> {
         .map_err(fail)?
         .map(|v| jfs::kv::decode_max(&v));
     ensure(big == Some(u64::MAX - 1), format!("unsigned max: {big:?}"))
+}
+
+/// Adds carry and borrow across every byte and wrap at the ends of i64;
+/// maxes compare all 64 bits unsigned. Each step commits on its own, so
+/// an engine that applies counters on the server is checked there.
+async fn counters_carry_borrow_and_wrap(o: Opened) -> Result<(), Failed> {
+    let adds: [(&str, &[i64], i64); 4] = [
+        ("carry", &[0xFFFF_FFFF, 1], 1 << 32),
+        ("borrow", &[1 << 32, -(1 << 32) - 1], -1),
+        ("wrap", &[i64::MAX, 1], i64::MIN),
+        ("negative", &[-5, 3, -0x1_0000_0000], -0x1_0000_0002),
+    ];
+    for (name, deltas, want) in adds {
+        for &delta in deltas {
+            let tx = o.clean.begin().await.map_err(fail)?;
+            tx.add(k(name), delta).map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+        }
+        let tx = o.clean.begin().await.map_err(fail)?;
+        let got = tx.get(name.as_bytes()).await.map_err(fail)?;
+        let got = got.map(|v| decode_counter(&v));
+        ensure(got == Some(want), format!("{name}: {got:?}, want {want}"))?;
+    }
+    let maxes: [(&str, &[u64], u64); 3] = [
+        (
+            "max low word",
+            &[0x1_0000_0005, 0x1_0000_0003],
+            0x1_0000_0005,
+        ),
+        (
+            "max high word",
+            &[0x1_FFFF_FFFF, 0x2_0000_0000, 7],
+            0x2_0000_0000,
+        ),
+        ("max top bit", &[1 << 63, (1 << 63) - 1], 1 << 63),
+    ];
+    for (name, values, want) in maxes {
+        for &value in values {
+            let tx = o.clean.begin().await.map_err(fail)?;
+            tx.max(k(name), value).map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+        }
+        let tx = o.clean.begin().await.map_err(fail)?;
+        let got = tx.get(name.as_bytes()).await.map_err(fail)?;
+        let got = got.map(|v| jfs::kv::decode_max(&v));
+        ensure(got == Some(want), format!("{name}: {got:?}, want {want}"))?;
+    }
+    Ok(())
 }
 
 async fn write_skew_prevented(o: Opened) -> Result<(), Failed> {

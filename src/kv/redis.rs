@@ -169,25 +169,20 @@ for r = 1, ranges do
     end
   end
 end
+-- Counters are 8 bytes little-endian; as two unsigned 32-bit halves
+-- every step is exact in Lua's doubles.
 local function counter(op, cur, operand)
   cur = string.sub(cur, 1, 8) .. string.rep('\0', 8 - math.min(#cur, 8))
+  local lo, hi = struct.unpack('<I4I4', cur)
+  local olo, ohi = struct.unpack('<I4I4', operand)
   if op == 'm' then
-    for b = 8, 1, -1 do
-      local x, y = string.byte(cur, b), string.byte(operand, b)
-      if x ~= y then
-        if x > y then return cur end
-        return operand
-      end
-    end
-    return cur
+    if hi > ohi or (hi == ohi and lo >= olo) then return cur end
+    return operand
   end
-  local bytes, carry = {}, 0
-  for b = 1, 8 do
-    local s = string.byte(cur, b) + string.byte(operand, b) + carry
-    bytes[b] = s % 256
-    carry = math.floor(s / 256)
-  end
-  return string.char(unpack(bytes))
+  lo = lo + olo
+  local carry = 0
+  if lo >= 4294967296 then lo, carry = lo - 4294967296, 1 end
+  return struct.pack('<I4I4', lo, (hi + ohi + carry) % 4294967296)
 end
 local version = redis.call('INCR', KEYS[1])
 while pos <= #ARGV do
