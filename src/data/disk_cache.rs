@@ -179,7 +179,7 @@ impl DiskCache {
         let written = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(&tmp, data))
+            .and_then(|_| write_file(&tmp, data))
             .and_then(|_| std::fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -265,6 +265,91 @@ fn scan(
     Ok(())
 }
 
+/// Writes a new cache file straight to the disk (`O_DIRECT`) from an
+/// aligned copy of `data`, or with an ordinary write where the file system
+/// refuses `O_DIRECT`. A buffered write copies into fresh page-cache pages,
+/// which costs more than the whole rest of a block's way: a 1 GiB write
+/// through a mount spent 64% of the mount's CPU there
+/// (`copy_folio_from_iter_atomic`, perf), and dd on this 2-core VM writes
+/// 451 MB/s buffered, 2.3 GB/s direct. The aligned copy is a plain memcpy
+/// into memory the allocator hands out again.
+fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    match write_direct(path, data) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => std::fs::write(path, data),
+        done => done,
+    }
+}
+
+/// Alignment of `O_DIRECT` buffers, lengths and offsets: a page, which
+/// covers every logical block size.
+const DIRECT_ALIGN: usize = 4096;
+
+fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    if !data.is_empty() {
+        // Whole aligned blocks are written; the length is cut back after.
+        let mut buf = AlignedBuf::new(data.len().next_multiple_of(DIRECT_ALIGN));
+        buf[..data.len()].copy_from_slice(data);
+        buf[data.len()..].fill(0);
+        file.write_all(&buf)?;
+    }
+    file.set_len(data.len() as u64)
+}
+
+/// A heap buffer aligned to [`DIRECT_ALIGN`], for `O_DIRECT` writes.
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl AlignedBuf {
+    /// `len` bytes (not zeroed: the caller fills them), `len` > 0.
+    fn new(len: usize) -> AlignedBuf {
+        let layout = std::alloc::Layout::from_size_align(len, DIRECT_ALIGN)
+            .expect("a cache entry's length fits a layout");
+        // SAFETY: the layout has a non-zero size (callers pass len > 0).
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        AlignedBuf { ptr, layout }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr points to layout.size() bytes owned by self; u8 has
+        // no invalid bit patterns, and the bytes are written before they
+        // are read (`new`'s caller fills them).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref, and &mut self makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: AlignedBuf owns its allocation like a Vec<u8> does.
+unsafe impl Send for AlignedBuf {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +376,26 @@ mod tests {
         cache.put("e", &[0u8; 10]);
         assert!(cache.get("d").is_none(), "then d");
         assert_eq!(cache.usage(), (30, 3));
+    }
+
+    #[test]
+    fn entries_read_back_exactly_whatever_their_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = DiskCache::open(dir.path(), "vol", 64 << 20, 0.0).expect("open");
+        for len in [1, 4095, 4096, 4097, (4 << 20) + 4 * 64 + 9] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let key = format!("k{len}");
+            cache.put(&key, &data);
+            assert_eq!(cache.get(&key).as_deref(), Some(data.as_slice()), "{len}");
+            let file = dir.path().join("vol/raw").join(&key);
+            assert_eq!(std::fs::metadata(file).expect("entry").len(), len as u64);
+        }
+        // A remount indexes them at their exact sizes.
+        drop(cache);
+        let cache = DiskCache::open(dir.path(), "vol", 64 << 20, 0.0).expect("reopen");
+        let want: u64 = [1u64, 4095, 4096, 4097, (4 << 20) + 4 * 64 + 9]
+            .iter()
+            .sum();
+        assert_eq!(cache.usage(), (want, 5));
     }
 }
