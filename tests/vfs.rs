@@ -430,3 +430,64 @@ async fn a_directory_changed_here_is_answered_with_its_stored_attributes() {
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(answered(&b, dir).await, stored(&b, dir).await, "read again");
 }
+
+/// The names listed by one open of directory `dir`, and whether the
+/// kernel was allowed to reuse its cached listing.
+async fn list(vfs: &Vfs, dir: u64) -> (Vec<Vec<u8>>, bool) {
+    let ctx = Ctx::root();
+    let opened = vfs.opendir(&ctx, dir).await.expect("opendir");
+    let page = vfs
+        .readdir(&ctx, opened.fh, 0, 1000)
+        .await
+        .expect("readdir");
+    vfs.releasedir(opened.fh);
+    let names = page.into_iter().map(|(_, e)| e.name);
+    let names = names.filter(|n| n != b"." && n != b"..").collect();
+    (names, opened.keep_cache)
+}
+
+/// Files moved into the trash leave the hour directory's times alone (so
+/// that unlinks everywhere do not all write its time keys): a mount never
+/// reuses a listing of it, and every open lists what is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trash_hour_listings_are_never_reused() {
+    let db = common::mem_db(None);
+    let volume = jfs::meta::Volume {
+        trash_days: 1,
+        ..common::volume("vfs")
+    };
+    Meta::format(&db, &volume, false).await.expect("format");
+    let objects: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    let a = client(&db, &objects).await;
+    let ctx = Ctx::root();
+    for name in [b"one".as_slice(), b"two"] {
+        a.mknod(&ctx, ROOT_INO, name, libc::S_IFREG | 0o644, 0, 0)
+            .await
+            .expect("mknod");
+    }
+    a.unlink(&ctx, ROOT_INO, b"one").await.expect("unlink");
+    let (hours, _) = list(&a, jfs::meta::TRASH_INO).await;
+    assert_eq!(hours.len(), 1, "one hour directory: {hours:?}");
+    let hour = a
+        .lookup(&ctx, jfs::meta::TRASH_INO, &hours[0])
+        .await
+        .expect("hour directory")
+        .0;
+    let stored = || async {
+        let meta = Meta::load(db.clone()).await.expect("load");
+        let attr = meta.getattr(hour).await.expect("getattr");
+        (attr.mtime, attr.ctime)
+    };
+    let before = stored().await;
+    let (first, _) = list(&a, hour).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    a.unlink(&ctx, ROOT_INO, b"two").await.expect("unlink");
+    let (second, keep) = list(&a, hour).await;
+    assert!(!keep, "a trash hour listing is never reused");
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert_eq!(before, stored().await, "moves in leave the times alone");
+    // An ordinary directory's unchanged listing still is.
+    let (_, _) = list(&a, ROOT_INO).await;
+    let (_, keep) = list(&a, ROOT_INO).await;
+    assert!(keep, "an unchanged directory keeps its listing");
+}

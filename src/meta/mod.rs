@@ -30,7 +30,7 @@ pub use chunks::{
 };
 pub use error::{errno, MetaError, MetaResult};
 pub use ids::{BATCH as ID_BATCH, SHARDS as ID_SHARDS};
-pub use keys::{Ino, ROOT_INO};
+pub use keys::{Ino, ROOT_INO, TRASH_INO};
 pub use locks::{LockKind, PosixLock};
 pub use namespace::{DirEntry, Renamed, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use session::SessionInfo;
@@ -258,7 +258,24 @@ impl Meta {
 
     /// Adds to directory `dir`'s usage (its entries' space and count).
     fn charge_dir(&self, tx: &Txn, dir: Ino, space: i64, inodes: i64) -> MetaResult<()> {
-        let shard = self.usage_shard % DIR_USAGE_SHARDS;
+        self.charge_dir_for(tx, dir, dir, space, inodes)
+    }
+
+    /// Adds to directory `dir`'s usage for an operation coming from
+    /// directory `from`, which picks the shard among this client's: moves
+    /// into the trash from different directories (all into one hour
+    /// directory) then add to different counters and do not wait for
+    /// each other.
+    fn charge_dir_for(
+        &self,
+        tx: &Txn,
+        dir: Ino,
+        from: Ino,
+        space: i64,
+        inodes: i64,
+    ) -> MetaResult<()> {
+        let lane = (from % USAGE_SHARDS_PER_CLIENT as u64) as u16;
+        let shard = (self.usage_shard + lane) % DIR_USAGE_SHARDS;
         if space != 0 {
             tx.add(keys::dir_space(dir, shard), space)?;
         }

@@ -518,8 +518,12 @@ impl Meta {
         attr.parent = hour_dir;
         attr.ctime = now;
         tx.put(keys::attr(ino), attr.encode())?;
-        self.charge_dir(tx, hour_dir, entry_space(&attr) as i64, 1)?;
-        touch_dir(tx, hour_dir, now)?;
+        // The hour directory's times stay those of its creation: every
+        // unlink of every client moves a file into it, and moving its
+        // time keys would make all of them wait for each other (etcd:
+        // 4 processes unlinked no faster than 1). Its listings are never
+        // reused by a mount for that reason (`Vfs::opendir`).
+        self.charge_dir_for(tx, hour_dir, parent, entry_space(&attr) as i64, 1)?;
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use files::{DirHandle, OpenFile};
 use crate::data::{DataStore, FileReader, FileWriter};
 use crate::meta::{
     Attr, Ctx, DirEntry, FileKind, Ino, LockKind, Meta, PosixLock, Renamed, SetAttr, Timestamp,
-    R_OK, W_OK,
+    R_OK, TRASH_INO, W_OK,
 };
 
 /// Handle number given to the kernel for an open file or directory.
@@ -685,7 +685,9 @@ impl Vfs {
     /// Opens a directory. `keep_cache` says the kernel may list it from
     /// what it cached at an earlier open: its mtime and ctime are what this
     /// mount saw then. Every change of entries sets both, from any host;
-    /// utimes sets the mtime back but moves the ctime.
+    /// utimes sets the mtime back but moves the ctime. The trash's hour
+    /// directories are the exception (files moved in leave their times
+    /// alone), so their listings are never reused.
     pub async fn opendir(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Opened> {
         let (ticket, read_at) = (self.dirs.ticket(ino), Instant::now());
         let attr = self.meta.getattr(ino).await?;
@@ -698,7 +700,7 @@ impl Vfs {
         }
         let parent = if attr.parent == 0 { ino } else { attr.parent };
         let ctime = (attr.ctime.sec as u64) << 30 | attr.ctime.nsec as u64;
-        let keep_cache = self.remember(ino, (attr.mtime, ctime));
+        let keep_cache = attr.parent != TRASH_INO && self.remember(ino, (attr.mtime, ctime));
         let fh = self.add_handle(Handle::Dir(Arc::new(DirHandle::new(ino, parent))));
         Ok(Opened { fh, keep_cache })
     }
