@@ -491,3 +491,40 @@ async fn trash_hour_listings_are_never_reused() {
     let (_, keep) = list(&a, ROOT_INO).await;
     assert!(keep, "an unchanged directory keeps its listing");
 }
+
+/// A lookup guesses the inode from what this client last saw of the name
+/// and reads its keys with the entry; a guess another client made stale
+/// must give the same answer as a client with no guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_with_stale_guesses_answer_what_is_there() {
+    let (a, b) = two_clients().await;
+    let ctx = Ctx::root();
+    let (first, _) = a
+        .mknod(&ctx, ROOT_INO, b"x", libc::S_IFREG | 0o644, 0, 0)
+        .await
+        .expect("mknod");
+    assert_eq!(
+        a.lookup(&ctx, ROOT_INO, b"x").await.expect("lookup").0,
+        first
+    );
+    // Another client replaces the file with a directory.
+    b.unlink(&ctx, ROOT_INO, b"x").await.expect("unlink");
+    let (second, _) = b
+        .mkdir(&ctx, ROOT_INO, b"x", 0o755, 0)
+        .await
+        .expect("mkdir");
+    assert_ne!(first, second);
+    let (ino, attr) = a.lookup(&ctx, ROOT_INO, b"x").await.expect("lookup");
+    assert_eq!(ino, second, "the entry's inode, not the guess");
+    assert!(attr.is_dir() && attr.nlink == 2, "{attr:?}");
+    // Gone: ENOENT, then a new name is found again.
+    b.rmdir(&ctx, ROOT_INO, b"x").await.expect("rmdir");
+    let gone = a.lookup(&ctx, ROOT_INO, b"x").await;
+    assert!(gone.is_err(), "{gone:?}");
+    let (third, _) = b
+        .symlink(&ctx, ROOT_INO, b"x", b"target")
+        .await
+        .expect("symlink");
+    let (ino, attr) = a.lookup(&ctx, ROOT_INO, b"x").await.expect("lookup");
+    assert_eq!((ino, attr.kind), (third, jfs::meta::FileKind::Symlink));
+}

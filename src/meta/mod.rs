@@ -37,7 +37,9 @@ pub use session::SessionInfo;
 pub use setting::{new_uuid, validate_name, JuiceFsBlocks, Volume, SCHEMA_VERSION};
 pub use trash::create_trash_dir;
 
-use crate::kv::{decode_counter, decode_max, encode_counter, Db, KvError, Txn};
+use std::collections::HashMap;
+
+use crate::kv::{decode_counter, decode_max, encode_counter, Db, Key, KvError, Txn, Value};
 use ids::IdAllocator;
 
 /// Shards of the usage counters: each client has its own group of
@@ -63,7 +65,14 @@ pub struct Meta {
     session: std::sync::Mutex<Option<u64>>,
     /// Woken when this client releases a lock, for its blocked takers.
     lock_released: tokio::sync::Notify,
+    /// The inode each name pointed to when this client last created or
+    /// looked it up: a lookup reads the entry and that inode's keys in one
+    /// round trip, and a guess gone stale only costs the second read.
+    hints: std::sync::Mutex<HashMap<(Ino, Vec<u8>), Ino>>,
 }
+
+/// Names remembered in [`Meta`]'s hints before they start over.
+const HINTS_CAPACITY: usize = 100_000;
 
 /// Volume-wide usage, summed over the counter shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +171,7 @@ impl Meta {
             slices: IdAllocator::new("slice"),
             session: std::sync::Mutex::new(None),
             lock_released: tokio::sync::Notify::new(),
+            hints: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -378,13 +388,24 @@ pub(crate) async fn load_attr(tx: &Txn, ino: Ino, tracked: bool) -> MetaResult<O
 /// [`load_attr`] as snapshot: the directory keys are read with the record,
 /// in one round trip (a file has none, a directory needs no second read).
 async fn load_attr_snapshot(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
-    let wanted = [
+    let raws = tx.snapshot_batch_get(&attr_keys(ino)).await?;
+    attr_from(ino, raws)
+}
+
+/// The keys an inode's attributes are read from: its record and, for a
+/// directory, its times and subdirectory count.
+fn attr_keys(ino: Ino) -> [Key; 4] {
+    [
         keys::attr(ino),
         keys::dir_mtime(ino),
         keys::dir_ctime(ino),
         keys::subdirs(ino),
-    ];
-    let mut raws = tx.snapshot_batch_get(&wanted).await?.into_iter();
+    ]
+}
+
+/// The attributes from the values of [`attr_keys`], in order.
+fn attr_from(ino: Ino, raws: Vec<Option<Value>>) -> MetaResult<Option<Attr>> {
+    let mut raws = raws.into_iter();
     let Some(raw) = raws.next().flatten() else {
         return Ok(None);
     };
@@ -394,6 +415,31 @@ async fn load_attr_snapshot(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
         apply_dir_keys(&mut attr, &extra[0], &extra[1], &extra[2]);
     }
     Ok(Some(attr))
+}
+
+impl Meta {
+    /// The inode `name` in `parent` last pointed to, as far as this client
+    /// saw.
+    fn hinted(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        hints.get(&(parent, name.to_vec())).copied()
+    }
+
+    /// Remembers that `name` in `parent` points to `ino` (None: is gone).
+    fn hint(&self, parent: Ino, name: &[u8], ino: Option<Ino>) {
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        match ino {
+            Some(ino) => {
+                if hints.len() >= HINTS_CAPACITY {
+                    hints.clear();
+                }
+                hints.insert((parent, name.to_vec()), ino);
+            }
+            None => {
+                hints.remove(&(parent, name.to_vec()));
+            }
+        }
+    }
 }
 
 /// Folds a directory's separately kept times and subdirectory count into

@@ -200,10 +200,27 @@ impl Meta {
             let ino = match name {
                 b"." => parent,
                 b".." => dir.map_or(ROOT_INO, |d| d.parent.max(ROOT_INO)),
-                _ => match tx.snapshot_get(&keys::dentry(parent, name)).await? {
-                    Some(v) => parse_dentry(parent, name, &v)?.1,
-                    None => return errno(libc::ENOENT),
-                },
+                _ => {
+                    // With a guess of the inode, its keys come in the same
+                    // read as the entry, at the same snapshot.
+                    let guess = self.hinted(parent, name);
+                    let mut wanted = vec![keys::dentry(parent, name)];
+                    wanted.extend(guess.into_iter().flat_map(super::attr_keys));
+                    let mut raws = tx.snapshot_batch_get(&wanted).await?;
+                    let attr_raws = raws.split_off(1);
+                    let Some(entry) = raws.pop().flatten() else {
+                        self.hint(parent, name, None);
+                        return errno(libc::ENOENT);
+                    };
+                    let ino = parse_dentry(parent, name, &entry)?.1;
+                    self.hint(parent, name, Some(ino));
+                    if guess == Some(ino) {
+                        let attr = super::attr_from(ino, attr_raws)?
+                            .ok_or(MetaError::Errno(libc::ENOENT))?;
+                        return Ok((ino, attr));
+                    }
+                    ino
+                }
             };
             let attr = load_attr(&tx, ino, false)
                 .await?
@@ -271,6 +288,25 @@ impl Meta {
     /// the same transaction.
     #[allow(clippy::too_many_arguments)]
     async fn create_node(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+        open_for: Option<u64>,
+    ) -> MetaResult<(Ino, Attr)> {
+        let created = self
+            .create_node_txn(ctx, parent, name, kind, mode, rdev, target, open_for)
+            .await?;
+        self.hint(parent, name, Some(created.0));
+        Ok(created)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_node_txn(
         &self,
         ctx: &Ctx,
         parent: Ino,
