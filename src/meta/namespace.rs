@@ -298,75 +298,59 @@ impl Meta {
         target: Option<&[u8]>,
         open_for: Option<u64>,
     ) -> MetaResult<(Ino, Attr)> {
-        let created = self
-            .create_node_txn(ctx, parent, name, kind, mode, rdev, target, open_for)
-            .await?;
-        self.hint(parent, name, Some(created.0));
-        Ok(created)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn create_node_txn(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &[u8],
-        kind: FileKind,
-        mode: u32,
-        rdev: u32,
-        target: Option<&[u8]>,
-        open_for: Option<u64>,
-    ) -> MetaResult<(Ino, Attr)> {
         check_name(name)?;
         if is_dot(name) {
             return errno(libc::EEXIST);
         }
         let ino = self.inodes.next(&self.db).await?;
         let now = Timestamp::now();
-        self.txn("create", |tx| async move {
-            let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
-            if let Some((_, existing)) = found {
-                if tx.after_maybe_committed() && existing == ino {
-                    let attr = load_attr(&tx, ino, false)
-                        .await?
-                        .ok_or(MetaError::Errno(libc::EIO))?;
-                    return Ok((ino, attr));
+        let created = self
+            .txn("create", |tx| async move {
+                let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
+                if let Some((_, existing)) = found {
+                    if tx.after_maybe_committed() && existing == ino {
+                        let attr = load_attr(&tx, ino, false)
+                            .await?
+                            .ok_or(MetaError::Errno(libc::EIO))?;
+                        return Ok((ino, attr));
+                    }
+                    return errno(libc::EEXIST);
                 }
-                return errno(libc::EEXIST);
-            }
-            self.check_quota(&tx, MIN_SPACE_BYTES, 1).await?;
-            let mut mode = mode & 0o7777;
-            let gid = if dir.mode as u32 & libc::S_ISGID != 0 {
+                self.check_quota(&tx, MIN_SPACE_BYTES, 1).await?;
+                let mut mode = mode & 0o7777;
+                let gid = if dir.mode as u32 & libc::S_ISGID != 0 {
+                    if kind == FileKind::Directory {
+                        mode |= libc::S_ISGID;
+                    }
+                    dir.gid
+                } else {
+                    ctx.gid
+                };
+                let mut attr = Attr::new(kind, mode as u16, ctx.uid, gid, now);
+                attr.parent = parent;
+                attr.rdev = rdev;
+                if let Some(target) = target {
+                    attr.length = target.len() as u64;
+                    tx.put(keys::symlink(ino), target.to_vec())?;
+                }
+                tx.put(keys::attr(ino), attr.encode())?;
+                tx.put(keys::dentry(parent, name), encode_dentry(kind, ino))?;
                 if kind == FileKind::Directory {
-                    mode |= libc::S_ISGID;
+                    tx.put(keys::dir_mtime(ino), biased(now))?;
+                    tx.put(keys::dir_ctime(ino), biased(now))?;
+                    tx.add(keys::subdirs(parent), 1)?;
                 }
-                dir.gid
-            } else {
-                ctx.gid
-            };
-            let mut attr = Attr::new(kind, mode as u16, ctx.uid, gid, now);
-            attr.parent = parent;
-            attr.rdev = rdev;
-            if let Some(target) = target {
-                attr.length = target.len() as u64;
-                tx.put(keys::symlink(ino), target.to_vec())?;
-            }
-            tx.put(keys::attr(ino), attr.encode())?;
-            tx.put(keys::dentry(parent, name), encode_dentry(kind, ino))?;
-            if kind == FileKind::Directory {
-                tx.put(keys::dir_mtime(ino), biased(now))?;
-                tx.put(keys::dir_ctime(ino), biased(now))?;
-                tx.add(keys::subdirs(parent), 1)?;
-            }
-            touch_dir(&tx, parent, now)?;
-            self.charge(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
-            self.charge_dir(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
-            if let Some(sid) = open_for {
-                super::session::mark_open(&tx, ino, sid)?;
-            }
-            Ok((ino, attr))
-        })
-        .await
+                touch_dir(&tx, parent, now)?;
+                self.charge(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
+                self.charge_dir(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;
+                if let Some(sid) = open_for {
+                    super::session::mark_open(&tx, ino, sid)?;
+                }
+                Ok((ino, attr))
+            })
+            .await?;
+        self.hint(parent, name, Some(created.0));
+        Ok(created)
     }
 
     /// Creates a regular file and opens it for this session, in one
