@@ -123,27 +123,11 @@ async fn redis_bookkeeping_invariants(server: String) -> Result<(), Failed> {
 
     let client = redis::Client::open(server.split('?').next().unwrap_or(&server))?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let set = |keys: Vec<Vec<u8>>| keys.into_iter().collect::<BTreeSet<_>>();
-    let values = set(redis::cmd("HKEYS")
-        .arg(format!("{prefix}:v"))
-        .query_async(&mut conn)
-        .await?);
-    let versioned = set(redis::cmd("HKEYS")
-        .arg(format!("{prefix}:n"))
-        .query_async(&mut conn)
-        .await?);
-    let index = set(redis::cmd("ZRANGE")
-        .arg(format!("{prefix}:i"))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await?);
-    let tombstones = set(redis::cmd("ZRANGE")
-        .arg(format!("{prefix}:t"))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await?);
+    let key = |part: &str| format!("{prefix}:{part}");
+    let values = members(&mut conn, &["HKEYS", &key("v")]).await?;
+    let versioned = members(&mut conn, &["HKEYS", &key("n")]).await?;
+    let index = members(&mut conn, &["ZRANGE", &key("i"), "0", "-1"]).await?;
+    let tombstones = members(&mut conn, &["ZRANGE", &key("t"), "0", "-1"]).await?;
     let keys = |names: &[&[u8]]| names.iter().map(|k| k.to_vec()).collect::<BTreeSet<_>>();
     if values != keys(&[b"a", b"c"]) {
         return Err(format!("keys with a value: {values:?}").into());
@@ -161,6 +145,19 @@ async fn redis_bookkeeping_invariants(server: String) -> Result<(), Failed> {
         return Err(format!("a reads {got:?}").into());
     }
     Ok(())
+}
+
+/// The keys a Redis command lists (HKEYS of a hash, ZRANGE of a sorted
+/// set), as a set.
+async fn members(
+    conn: &mut redis::aio::MultiplexedConnection,
+    command: &[&str],
+) -> Result<std::collections::BTreeSet<Vec<u8>>, Failed> {
+    let keys: Vec<Vec<u8>> = redis::cmd(command[0])
+        .arg(&command[1..])
+        .query_async(conn)
+        .await?;
+    Ok(keys.into_iter().collect())
 }
 
 fn main() {
