@@ -303,9 +303,9 @@ async fn resolve(meta: &Meta, path: &str) -> Result<Ino, FsckError> {
 impl Checker<'_> {
     async fn load_sessions(&mut self) -> Result<(), FsckError> {
         let now = Timestamp::now().sec;
-        for (sid, expiry, _) in self.meta.list_sessions().await? {
-            if expiry >= now {
-                self.live_sessions.insert(sid);
+        for s in self.meta.list_sessions().await? {
+            if s.alive_at(now) {
+                self.live_sessions.insert(s.sid);
             }
         }
         Ok(())

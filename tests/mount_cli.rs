@@ -102,6 +102,18 @@ fn status_info_and_config_describe_the_volume() {
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["mount_point"], v.mnt_str());
     assert_eq!(sessions[0]["alive"], true);
+    let pid = sessions[0]["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains(&v.mnt_str()),
+        "pid {pid} is not the mount"
+    );
+    assert!(sessions[0]["host"].as_str().is_some_and(|h| !h.is_empty()));
+    // The mount beat (or started) within the last heartbeat interval.
+    let ago = sessions[0]["last_heartbeat_secs_ago"].as_i64().unwrap();
+    assert!((0..=13).contains(&ago), "{}", sessions[0]);
+    let beat = sessions[0]["last_heartbeat"].as_str().unwrap();
+    assert!(beat.len() == 20 && beat.ends_with('Z'), "{beat}");
 
     let out = jfs(&["info", &v.path("f").display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -40,10 +40,10 @@ pub fn run(args: DestroyArgs) -> CmdResult<()> {
             .list_sessions()
             .await?
             .into_iter()
-            .filter(|(_, expiry, _)| *expiry > now)
-            .map(|(sid, _, info)| match info {
+            .filter(|s| s.alive_at(now))
+            .map(|s| match s.info {
                 Some(i) => format!("{}:{} (pid {})", i.host, i.mount_point, i.pid),
-                None => format!("session {sid}"),
+                None => format!("session {}", s.sid),
             })
             .collect();
         if !live.is_empty() {

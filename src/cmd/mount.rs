@@ -583,15 +583,19 @@ pub async fn sessions_json(meta: &Meta) -> serde_json::Value {
     match meta.list_sessions().await {
         Ok(list) => serde_json::Value::Array(
             list.into_iter()
-                .map(|(sid, expiry, info)| {
+                .map(|s| {
+                    let info = s.info.as_ref();
+                    let beat = s.last_heartbeat();
                     serde_json::json!({
-                        "sid": sid,
-                        "alive": expiry > now,
-                        "expires_in_secs": expiry - now,
-                        "host": info.as_ref().map(|i| i.host.clone()),
-                        "pid": info.as_ref().map(|i| i.pid),
-                        "mount_point": info.as_ref().map(|i| i.mount_point.clone()),
-                        "version": info.as_ref().map(|i| i.version.clone()),
+                        "sid": s.sid,
+                        "alive": s.alive_at(now),
+                        "host": info.map(|i| i.host.clone()),
+                        "pid": info.map(|i| i.pid),
+                        "mount_point": info.map(|i| i.mount_point.clone()),
+                        "version": info.map(|i| i.version.clone()),
+                        "last_heartbeat": beat.map(jfs::meta::utc_time),
+                        "last_heartbeat_secs_ago": beat.map(|b| now - b),
+                        "expires_in_secs": s.expiry - now,
                     })
                 })
                 .collect(),

@@ -22,6 +22,40 @@ pub struct SessionInfo {
     pub version: String,
 }
 
+/// The session info record as stored: what the session says of itself and
+/// the timeout its heartbeats renew the expiry by, so others can tell when
+/// it last beat (absent in records of older versions).
+#[derive(Serialize, Deserialize)]
+struct StoredInfo {
+    #[serde(flatten)]
+    info: SessionInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_secs: Option<u64>,
+}
+
+/// One session as `list_sessions` finds it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub sid: u64,
+    /// Unix seconds after which the session is dead unless it beats again.
+    pub expiry: i64,
+    /// None when the info record is missing or unreadable.
+    pub info: Option<SessionInfo>,
+    timeout_secs: Option<u64>,
+}
+
+impl Session {
+    /// Unix seconds of the session's last heartbeat (or its start), when its
+    /// record says how long a heartbeat lasts.
+    pub fn last_heartbeat(&self) -> Option<i64> {
+        self.timeout_secs.map(|t| self.expiry - t as i64)
+    }
+
+    pub fn alive_at(&self, now: i64) -> bool {
+        self.expiry >= now
+    }
+}
+
 const SESSION_OPEN: u8 = b'U';
 
 fn session_open(sid: u64, ino: Ino) -> Vec<u8> {
@@ -51,7 +85,11 @@ impl Meta {
         let sid = super::ids::IdAllocator::new("session")
             .next(&self.db)
             .await?;
-        let info = serde_json::to_vec(info).unwrap_or_default();
+        let info = serde_json::to_vec(&StoredInfo {
+            info: info.clone(),
+            timeout_secs: Some(timeout_secs),
+        })
+        .unwrap_or_default();
         let expiry = Timestamp::now().sec + timeout_secs as i64;
         self.txn("new_session", |tx| {
             let info = info.clone();
@@ -211,18 +249,27 @@ impl Meta {
     }
 
     /// Sessions with their expiry (Unix seconds) and info.
-    pub async fn list_sessions(&self) -> MetaResult<Vec<(u64, i64, Option<SessionInfo>)>> {
+    pub async fn list_sessions(&self) -> MetaResult<Vec<Session>> {
         self.txn("list_sessions", |tx| async move {
             let mut out = Vec::new();
             for (key, value) in tx.scan_all(&keys::sessions(), 256, true).await? {
                 let Some(sid) = keys::parse_session(&key) else {
                     continue;
                 };
-                let info = tx
+                let stored: Option<StoredInfo> = tx
                     .snapshot_get(&keys::session_info(sid))
                     .await?
                     .and_then(|raw| serde_json::from_slice(&raw).ok());
-                out.push((sid, decode_counter(&value), info));
+                let (info, timeout_secs) = match stored {
+                    Some(s) => (Some(s.info), s.timeout_secs),
+                    None => (None, None),
+                };
+                out.push(Session {
+                    sid,
+                    expiry: decode_counter(&value),
+                    info,
+                    timeout_secs,
+                });
             }
             Ok(out)
         })
@@ -235,9 +282,9 @@ impl Meta {
         let now = Timestamp::now().sec;
         let own = self.session_id();
         let mut cleaned = 0;
-        for (sid, expiry, _) in self.list_sessions().await? {
-            if expiry < now && Some(sid) != own {
-                self.close_session(sid).await?;
+        for s in self.list_sessions().await? {
+            if !s.alive_at(now) && Some(s.sid) != own {
+                self.close_session(s.sid).await?;
                 cleaned += 1;
             }
         }

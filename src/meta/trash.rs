@@ -21,6 +21,19 @@ pub fn hour_name(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}-{hour:02}")
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) of `secs`.
+pub fn utc_time(secs: i64) -> String {
+    let days = secs.div_euclid(SECS_PER_DAY);
+    let in_day = secs.rem_euclid(SECS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    let (h, min, s) = (
+        in_day / SECS_PER_HOUR,
+        in_day % SECS_PER_HOUR / 60,
+        in_day % 60,
+    );
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
+}
+
 /// Start (Unix seconds) of the hour an hour directory's name gives.
 pub fn parse_hour_name(name: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(name).ok()?;
@@ -118,6 +131,14 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_rfc3339() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(1_795_561_944), "2026-11-24T23:12:24Z");
+        assert_eq!(utc_time(951_782_399), "2000-02-28T23:59:59Z");
+        assert_eq!(utc_time(951_782_400 + 86_400), "2000-03-01T00:00:00Z");
+    }
 
     #[test]
     fn hour_names_round_trip() {
