@@ -517,6 +517,16 @@ async fn lookups_with_stale_guesses_answer_what_is_there() {
     let (ino, attr) = a.lookup(&ctx, ROOT_INO, b"x").await.expect("lookup");
     assert_eq!(ino, second, "the entry's inode, not the guess");
     assert!(attr.is_dir() && attr.nlink == 2, "{attr:?}");
+    // A right guess of a directory reads its separately kept count and
+    // times with the record.
+    b.mkdir(&ctx, second, b"sub", 0o755, 0)
+        .await
+        .expect("mkdir");
+    let (ino, again) = a.lookup(&ctx, ROOT_INO, b"x").await.expect("lookup");
+    assert_eq!(ino, second);
+    assert_eq!(again.nlink, 3, "{again:?}");
+    assert!(again.mtime >= attr.mtime && again.ctime >= attr.ctime);
+    b.rmdir(&ctx, second, b"sub").await.expect("rmdir");
     // Gone: ENOENT, then a new name is found again.
     b.rmdir(&ctx, ROOT_INO, b"x").await.expect("rmdir");
     let gone = a.lookup(&ctx, ROOT_INO, b"x").await;

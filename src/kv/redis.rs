@@ -79,20 +79,34 @@ const LIMITS: Limits = Limits {
 const SCAN_BATCH: usize = 256;
 
 /// KEYS of every script, in this order: c v n i t h.
+/// ARGV: snapshot ('' for the current version), then the keys. Versions
+/// and values come from one HMGET each per 1,000 keys (Lua's unpack has a
+/// stack limit), not two HGETs per key.
 const READ: &str = r#"
 local snap = tonumber(ARGV[1])
 if not snap then snap = tonumber(redis.call('GET', KEYS[1]) or '0') end
 local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
-local out = {snap}
-for i = 2, #ARGV do
-  local ver = redis.call('HGET', KEYS[3], ARGV[i])
-  if ver then
-    if tonumber(ver) > snap then return {-1} end
+local function hmget(hash)
+  local all = {}
+  for from = 2, #ARGV, 1000 do
+    local part = redis.call('HMGET', hash, unpack(ARGV, from, math.min(from + 999, #ARGV)))
+    for j = 1, #part do all[#all + 1] = part[j] end
+  end
+  return all
+end
+local vers = hmget(KEYS[3])
+for i = 1, #vers do
+  if vers[i] then
+    if tonumber(vers[i]) > snap then return {-1} end
   elseif snap < horizon then
     return {-1}
   end
-  out[2 * i - 2] = redis.call('HGET', KEYS[2], ARGV[i])
-  out[2 * i - 1] = tonumber(ver or '0')
+end
+local vals = hmget(KEYS[2])
+local out = {snap}
+for i = 1, #vers do
+  out[2 * i] = vals[i]
+  out[2 * i + 1] = tonumber(vers[i] or '0')
 end
 return out
 "#;

@@ -66,9 +66,17 @@ pub struct Meta {
     /// Woken when this client releases a lock, for its blocked takers.
     lock_released: tokio::sync::Notify,
     /// The inode each name pointed to when this client last created or
-    /// looked it up: a lookup reads the entry and that inode's keys in one
+    /// looked it up, and whether it is a directory (an inode's kind never
+    /// changes): a lookup reads the entry and that inode's keys in one
     /// round trip, and a guess gone stale only costs the second read.
-    hints: std::sync::Mutex<HashMap<(Ino, Vec<u8>), Ino>>,
+    hints: std::sync::Mutex<HashMap<(Ino, Vec<u8>), Hint>>,
+}
+
+/// An inode a name pointed to, and whether it is a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hint {
+    ino: Ino,
+    dir: bool,
 }
 
 /// Names remembered in [`Meta`]'s hints before they start over.
@@ -388,22 +396,27 @@ pub(crate) async fn load_attr(tx: &Txn, ino: Ino, tracked: bool) -> MetaResult<O
 /// [`load_attr`] as snapshot: the directory keys are read with the record,
 /// in one round trip (a file has none, a directory needs no second read).
 async fn load_attr_snapshot(tx: &Txn, ino: Ino) -> MetaResult<Option<Attr>> {
-    let raws = tx.snapshot_batch_get(&attr_keys(ino)).await?;
+    let raws = tx.snapshot_batch_get(&attr_keys(ino, true)).await?;
     attr_from(ino, raws)
 }
 
-/// The keys an inode's attributes are read from: its record and, for a
-/// directory, its times and subdirectory count.
-fn attr_keys(ino: Ino) -> [Key; 4] {
-    [
-        keys::attr(ino),
-        keys::dir_mtime(ino),
-        keys::dir_ctime(ino),
-        keys::subdirs(ino),
-    ]
+/// The keys holding the attributes of `ino`: its record, and for a
+/// directory the separately kept times and subdirectory count.
+fn attr_keys(ino: Ino, dir: bool) -> Vec<Key> {
+    if dir {
+        vec![
+            keys::attr(ino),
+            keys::dir_mtime(ino),
+            keys::dir_ctime(ino),
+            keys::subdirs(ino),
+        ]
+    } else {
+        vec![keys::attr(ino)]
+    }
 }
 
-/// The attributes from the values of [`attr_keys`], in order.
+/// The attributes from the values of [`attr_keys`], in order; None when
+/// the inode is gone, or is a directory and `raws` lacks its other keys.
 fn attr_from(ino: Ino, raws: Vec<Option<Value>>) -> MetaResult<Option<Attr>> {
     let mut raws = raws.into_iter();
     let Some(raw) = raws.next().flatten() else {
@@ -412,7 +425,10 @@ fn attr_from(ino: Ino, raws: Vec<Option<Value>>) -> MetaResult<Option<Attr>> {
     let mut attr = decode_attr(ino, &raw)?;
     if attr.is_dir() {
         let extra: Vec<_> = raws.collect();
-        apply_dir_keys(&mut attr, &extra[0], &extra[1], &extra[2]);
+        let [mtime, ctime, subdirs] = extra.as_slice() else {
+            return Ok(None);
+        };
+        apply_dir_keys(&mut attr, mtime, ctime, subdirs);
     }
     Ok(Some(attr))
 }
@@ -420,20 +436,22 @@ fn attr_from(ino: Ino, raws: Vec<Option<Value>>) -> MetaResult<Option<Attr>> {
 impl Meta {
     /// The inode `name` in `parent` last pointed to, as far as this client
     /// saw.
-    fn hinted(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+    fn hinted(&self, parent: Ino, name: &[u8]) -> Option<Hint> {
         let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
         hints.get(&(parent, name.to_vec())).copied()
     }
 
-    /// Remembers that `name` in `parent` points to `ino` (None: is gone).
-    fn hint(&self, parent: Ino, name: &[u8], ino: Option<Ino>) {
+    /// Remembers that `name` in `parent` points to inode `ino` of `kind`
+    /// (None: is gone).
+    fn hint(&self, parent: Ino, name: &[u8], ino: Option<(Ino, FileKind)>) {
         let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
         match ino {
-            Some(ino) => {
+            Some((ino, kind)) => {
                 if hints.len() >= HINTS_CAPACITY {
                     hints.clear();
                 }
-                hints.insert((parent, name.to_vec()), ino);
+                let dir = kind == FileKind::Directory;
+                hints.insert((parent, name.to_vec()), Hint { ino, dir });
             }
             None => {
                 hints.remove(&(parent, name.to_vec()));

@@ -205,19 +205,21 @@ impl Meta {
                     // read as the entry, at the same snapshot.
                     let guess = self.hinted(parent, name);
                     let mut wanted = vec![keys::dentry(parent, name)];
-                    wanted.extend(guess.into_iter().flat_map(super::attr_keys));
+                    if let Some(g) = guess {
+                        wanted.extend(super::attr_keys(g.ino, g.dir));
+                    }
                     let mut raws = tx.snapshot_batch_get(&wanted).await?;
                     let attr_raws = raws.split_off(1);
                     let Some(entry) = raws.pop().flatten() else {
                         self.hint(parent, name, None);
                         return errno(libc::ENOENT);
                     };
-                    let ino = parse_dentry(parent, name, &entry)?.1;
-                    self.hint(parent, name, Some(ino));
-                    if guess == Some(ino) {
-                        let attr = super::attr_from(ino, attr_raws)?
-                            .ok_or(MetaError::Errno(libc::ENOENT))?;
-                        return Ok((ino, attr));
+                    let (kind, ino) = parse_dentry(parent, name, &entry)?;
+                    self.hint(parent, name, Some((ino, kind)));
+                    if guess.map(|g| g.ino) == Some(ino) {
+                        if let Some(attr) = super::attr_from(ino, attr_raws)? {
+                            return Ok((ino, attr));
+                        }
                     }
                     ino
                 }
@@ -349,7 +351,7 @@ impl Meta {
                 Ok((ino, attr))
             })
             .await?;
-        self.hint(parent, name, Some(created.0));
+        self.hint(parent, name, Some((created.0, kind)));
         Ok(created)
     }
 
