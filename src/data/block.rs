@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::pages::{Filled, PageBuf};
+
 pub const MAGIC: &[u8; 4] = b"JFSB";
 pub const VERSION: u8 = 1;
 pub const HEADER_BYTES: u64 = 16;
@@ -113,18 +115,34 @@ fn write_table(data: &[u8], table: &mut [u8]) -> u32 {
 
 /// A block being filled by a writer, with room in front of its data for
 /// the header and CRC table of a block of the volume's size: encoding it
-/// uncompressed writes them in place instead of copying the data.
+/// uncompressed writes them in place instead of copying the data. The
+/// buffer is a mapping of its own ([`PageBuf`]), not heap memory.
 pub struct BlockBuf {
-    buf: Vec<u8>,
+    buf: PageBuf,
+    /// Bytes in use, the room included.
+    len: usize,
     room: usize,
+}
+
+/// A mapping for `len` bytes. Failing to get one is running out of
+/// memory, handled as the heap's allocation failures are.
+fn page_buf(len: usize) -> PageBuf {
+    PageBuf::new(len).unwrap_or_else(|_| {
+        std::alloc::handle_alloc_error(
+            std::alloc::Layout::from_size_align(len.max(1), super::pages::PAGE)
+                .unwrap_or(std::alloc::Layout::new::<u8>()),
+        )
+    })
 }
 
 impl BlockBuf {
     pub fn new(block_size: usize) -> BlockBuf {
         let room = HEADER_BYTES as usize + pieces(block_size as u64) as usize * 4;
-        let mut buf = Vec::with_capacity(room + block_size);
-        buf.resize(room, 0);
-        BlockBuf { buf, room }
+        BlockBuf {
+            buf: page_buf(room + block_size),
+            len: room,
+            room,
+        }
     }
 
     pub fn from_data(data: &[u8]) -> BlockBuf {
@@ -134,7 +152,7 @@ impl BlockBuf {
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len() - self.room
+        self.len - self.room
     }
 
     pub fn is_empty(&self) -> bool {
@@ -142,11 +160,18 @@ impl BlockBuf {
     }
 
     pub fn extend(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        let end = self.len + data.len();
+        if end > self.buf.len() {
+            let mut bigger = page_buf(end);
+            bigger[..self.len].copy_from_slice(&self.buf[..self.len]);
+            self.buf = bigger;
+        }
+        self.buf[self.len..end].copy_from_slice(data);
+        self.len = end;
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.room..]
+        &self.buf[self.room..self.len]
     }
 
     /// The block object. In place when its CRC table fills the room (an
@@ -157,10 +182,13 @@ impl BlockBuf {
         if codec != Codec::None || HEADER_BYTES as usize + table != self.room {
             return encode(self.data(), codec).into();
         }
-        let (head, data) = self.buf.split_at_mut(self.room);
+        let (head, data) = self.buf[..self.len].split_at_mut(self.room);
         let crc = write_table(data, &mut head[HEADER_BYTES as usize..]);
         head[..HEADER_BYTES as usize].copy_from_slice(&header_bytes(Codec::None, data, crc));
-        Bytes::from(self.buf)
+        Bytes::from_owner(Filled {
+            buf: self.buf,
+            len: self.len,
+        })
     }
 }
 

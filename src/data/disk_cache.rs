@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::pages::{PageBuf, PAGE};
+
 /// The cache of one volume on this host.
 pub struct DiskCache {
     root: PathBuf,
@@ -280,10 +282,6 @@ fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Alignment of `O_DIRECT` buffers, lengths and offsets: a page, which
-/// covers every logical block size.
-const DIRECT_ALIGN: usize = 4096;
-
 fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -294,91 +292,14 @@ fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
     if !data.is_empty() {
-        // Whole aligned blocks are written; the length is cut back after.
-        let padded = data.len().next_multiple_of(DIRECT_ALIGN);
-        let mut buf = AlignedBuf::take(padded)?;
-        buf.bytes()[..data.len()].copy_from_slice(data);
-        buf.bytes()[data.len()..padded].fill(0);
-        let written = file.write_all(&buf.bytes()[..padded]);
-        buf.give_back();
-        written?;
+        // Whole aligned pages are written; the length is cut back after.
+        let padded = data.len().next_multiple_of(PAGE);
+        let mut buf = PageBuf::new(padded)?;
+        buf[..data.len()].copy_from_slice(data);
+        buf[data.len()..padded].fill(0);
+        file.write_all(&buf[..padded])?;
     }
     file.set_len(data.len() as u64)
-}
-
-/// Page-aligned buffers kept between cache writes, at most this many: a
-/// fresh buffer costs a page fault per page on first use, and aligned
-/// allocations from the heap fragmented it (peak RSS of `jfs bench -p 4`
-/// 216 -> 540 MiB).
-const KEPT_BUFFERS: usize = 4;
-
-static KEPT: Mutex<Vec<AlignedBuf>> = Mutex::new(Vec::new());
-
-/// An anonymous mapping (page-aligned) for `O_DIRECT` writes.
-struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: AlignedBuf owns its mapping like a Vec<u8> owns its allocation.
-unsafe impl Send for AlignedBuf {}
-
-impl AlignedBuf {
-    /// A kept buffer of at least `len` bytes, or a new one.
-    fn take(len: usize) -> std::io::Result<AlignedBuf> {
-        {
-            let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(i) = kept.iter().position(|b| b.len >= len) {
-                return Ok(kept.swap_remove(i));
-            }
-        }
-        // SAFETY: a new private anonymous mapping; no existing memory is
-        // touched. The result is checked before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| std::io::Error::other("mmap returned a null mapping"))?;
-        Ok(AlignedBuf { ptr, len })
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, owned
-        // by self; &mut self makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// Keeps the buffer for the next write; when enough are kept, the
-    /// smallest of them and this one goes (so blocks keep finding room
-    /// after a run of small files).
-    fn give_back(self) {
-        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-        kept.push(self);
-        if kept.len() > KEPT_BUFFERS {
-            let smallest = (0..kept.len()).min_by_key(|&i| kept[i].len).unwrap_or(0);
-            let dropped = kept.swap_remove(smallest);
-            drop(kept);
-            drop(dropped);
-        }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made in `take` with this length and is
-        // unmapped once, here.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod block;
 mod compact;
 mod disk_cache;
+mod pages;
 mod reader;
 mod writeback;
 mod writer;
