@@ -224,14 +224,14 @@ fn header(object: &[u8]) -> Result<Header, BlockError> {
 
 /// The data of a whole block object, checked.
 pub fn decode(object: &[u8]) -> Result<Bytes, BlockError> {
-    decode_owned(object.to_vec())
+    decode_owned(Bytes::copy_from_slice(object))
 }
 
 /// As [`decode`], reusing the object's memory: an uncompressed block's
 /// data is a view into the object, never copied. It is read once: each
 /// piece's CRC is computed, compared with the table, and the piece CRCs are
 /// combined into the whole block's CRC for the header's.
-pub fn decode_owned(object: Vec<u8>) -> Result<Bytes, BlockError> {
+pub fn decode_owned(object: Bytes) -> Result<Bytes, BlockError> {
     let h = header(&object)?;
     let body_len = object.len() as u64 - HEADER_BYTES;
     match h.codec {
@@ -264,7 +264,7 @@ pub fn decode_owned(object: Vec<u8>) -> Result<Bytes, BlockError> {
             if whole.finalize() != h.crc {
                 return Err(BlockError::Corrupt("checksum mismatch".into()));
             }
-            Ok(Bytes::from(object).slice(data_start..))
+            Ok(object.slice(data_start..))
         }
         Codec::Zstd => {
             let data =
@@ -308,10 +308,11 @@ impl JuiceFsCodec {
 
 impl BlockDecoder {
     /// The data of a whole object holding `len` bytes of data.
-    pub fn decode(self, object: Vec<u8>, len: u32) -> Result<Bytes, BlockError> {
+    pub fn decode(self, object: impl Into<Bytes>, len: u32) -> Result<Bytes, BlockError> {
+        let object: Bytes = object.into();
         let data = match self {
             BlockDecoder::Jfs => decode_owned(object)?,
-            BlockDecoder::JuiceFs(JuiceFsCodec::None) => Bytes::from(object),
+            BlockDecoder::JuiceFs(JuiceFsCodec::None) => object,
             BlockDecoder::JuiceFs(JuiceFsCodec::Lz4) => {
                 lz4_flex::block::decompress(&object, len as usize)
                     .map_err(|e| BlockError::Corrupt(format!("lz4 block does not decode: {e}")))?

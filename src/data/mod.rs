@@ -10,6 +10,7 @@ pub mod block;
 mod compact;
 mod disk_cache;
 mod pages;
+pub use pages::{Filled, PageBuf};
 mod reader;
 mod writeback;
 mod writer;

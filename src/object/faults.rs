@@ -47,7 +47,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.inner.put(key, data).await
     }
 
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+    async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
         self.fault("get")?;
         self.inner.get(key).await
     }

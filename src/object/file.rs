@@ -88,13 +88,15 @@ impl ObjectStore for FileStore {
         .await
     }
 
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+    async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
         let path = self.path(key)?;
         let key = key.to_string();
         blocking(move || {
-            std::fs::read(&path).map_err(|e| match io_error("read", &path, e) {
-                ObjectError::NotFound(_) => ObjectError::NotFound(key),
-                other => other,
+            std::fs::read(&path).map(bytes::Bytes::from).map_err(|e| {
+                match io_error("read", &path, e) {
+                    ObjectError::NotFound(_) => ObjectError::NotFound(key),
+                    other => other,
+                }
             })
         })
         .await

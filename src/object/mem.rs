@@ -29,10 +29,10 @@ impl ObjectStore for MemStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+    async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
         self.objects()
             .get(key)
-            .cloned()
+            .map(|v| bytes::Bytes::copy_from_slice(v))
             .ok_or_else(|| ObjectError::NotFound(key.into()))
     }
 

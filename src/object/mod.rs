@@ -56,7 +56,7 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Stores `data` under `key`, replacing any object there; atomic (a
     /// reader sees the old or the new object, never part of one).
     async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()>;
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>>;
+    async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes>;
     /// `len` bytes from `offset`; shorter at the end of the object.
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>>;
     /// Deleting a missing object succeeds.
@@ -156,7 +156,7 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         result
     }
 
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+    async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
         let started = Instant::now();
         let result = self.retry("get", key, || self.inner.get(key)).await;
         counted_get(started, &result);
@@ -203,10 +203,10 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
 
 /// Counts a GET (whole or ranged) and the bytes it brought; a missing
 /// object is an answer, not an error.
-fn counted_get(started: Instant, result: &ObjectResult<Vec<u8>>) {
+fn counted_get<T: AsRef<[u8]>>(started: Instant, result: &ObjectResult<T>) {
     let ok = matches!(result, Ok(_) | Err(ObjectError::NotFound(_)));
     crate::metrics::object_request("get", started.elapsed(), ok);
     if let Ok(data) = result {
-        crate::metrics::object_bytes(true, data.len());
+        crate::metrics::object_bytes(true, data.as_ref().len());
     }
 }

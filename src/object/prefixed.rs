@@ -37,7 +37,7 @@ impl ObjectStore for Prefixed {
         self.inner.put(&self.key(key), data).await
     }
 
-    async fn get(&self, key: &str) -> ObjectResult<Vec<u8>> {
+    async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
         self.inner.get(&self.key(key)).await
     }
 

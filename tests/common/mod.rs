@@ -241,7 +241,7 @@ where
         (self.screen)("put", key.to_string()).await?;
         self.inner.put(key, data).await
     }
-    async fn get(&self, key: &str) -> jfs::object::ObjectResult<Vec<u8>> {
+    async fn get(&self, key: &str) -> jfs::object::ObjectResult<bytes::Bytes> {
         (self.screen)("get", key.to_string()).await?;
         self.inner.get(key).await
     }
