@@ -178,14 +178,14 @@ async fn put_get_overwrite_delete(s: Store, p: String) -> Result<(), Failed> {
         .await
         .map_err(fail)?;
     ensure(
-        s.get(&format!("{p}a/b/c")).await.map_err(fail)? == &b"hello"[..],
+        s.get(&format!("{p}a/b/c")).await.map_err(fail)? == b"hello"[..],
         "get after put",
     )?;
     s.put(&format!("{p}a/b/c"), bytes::Bytes::from(b"bye".to_vec()))
         .await
         .map_err(fail)?;
     ensure(
-        s.get(&format!("{p}a/b/c")).await.map_err(fail)? == &b"bye"[..],
+        s.get(&format!("{p}a/b/c")).await.map_err(fail)? == b"bye"[..],
         "overwrite",
     )?;
     let head = s
@@ -337,7 +337,7 @@ async fn format_check_refuses_another_volume(s: Store, _p: String) -> Result<(),
         .await
         .map_err(fail)?;
     ensure(
-        s.get(jfs::object::UUID_OBJECT).await.map_err(fail)? == &b"uuid-two"[..],
+        s.get(jfs::object::UUID_OBJECT).await.map_err(fail)? == b"uuid-two"[..],
         "uuid recorded",
     )
 }

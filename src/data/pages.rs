@@ -143,7 +143,11 @@ mod tests {
     #[test]
     fn buffers_are_aligned_whole_pages_and_reused() {
         let mut a = PageBuf::new(5000).expect("map");
-        assert!(a.len() >= 5000 && a.len().is_multiple_of(PAGE), "{}", a.len());
+        assert!(
+            a.len() >= 5000 && a.len().is_multiple_of(PAGE),
+            "{}",
+            a.len()
+        );
         assert_eq!(a.as_ptr() as usize % PAGE, 0);
         a[4999] = 7;
         let at = a.as_ptr();
