@@ -69,7 +69,7 @@ pub struct Meta {
     /// looked it up, and whether it is a directory (an inode's kind never
     /// changes): a lookup reads the entry and that inode's keys in one
     /// round trip, and a guess gone stale only costs the second read.
-    hints: std::sync::Mutex<HashMap<(Ino, Vec<u8>), Hint>>,
+    hints: std::sync::Mutex<Hints>,
 }
 
 /// An inode a name pointed to, and whether it is a directory.
@@ -81,6 +81,48 @@ struct Hint {
 
 /// Names remembered in [`Meta`]'s hints before they start over.
 const HINTS_CAPACITY: usize = 100_000;
+
+/// The hints by directory, then name: a lookup finds its name without
+/// copying it, and a hint that did not change is not written again.
+#[derive(Default)]
+struct Hints {
+    by_dir: HashMap<Ino, HashMap<Vec<u8>, Hint>>,
+    len: usize,
+}
+
+impl Hints {
+    fn get(&self, parent: Ino, name: &[u8]) -> Option<Hint> {
+        self.by_dir.get(&parent)?.get(name).copied()
+    }
+
+    fn set(&mut self, parent: Ino, name: &[u8], hint: Hint) {
+        if let Some(known) = self.by_dir.get_mut(&parent).and_then(|d| d.get_mut(name)) {
+            *known = hint;
+            return;
+        }
+        if self.len >= HINTS_CAPACITY {
+            self.by_dir.clear();
+            self.len = 0;
+        }
+        self.by_dir
+            .entry(parent)
+            .or_default()
+            .insert(name.to_vec(), hint);
+        self.len += 1;
+    }
+
+    fn forget(&mut self, parent: Ino, name: &[u8]) {
+        let Some(dir) = self.by_dir.get_mut(&parent) else {
+            return;
+        };
+        if dir.remove(name).is_some() {
+            self.len -= 1;
+            if dir.is_empty() {
+                self.by_dir.remove(&parent);
+            }
+        }
+    }
+}
 
 /// Volume-wide usage, summed over the counter shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +221,7 @@ impl Meta {
             slices: IdAllocator::new("slice"),
             session: std::sync::Mutex::new(None),
             lock_released: tokio::sync::Notify::new(),
-            hints: std::sync::Mutex::new(HashMap::new()),
+            hints: std::sync::Mutex::new(Hints::default()),
         })
     }
 
@@ -438,7 +480,7 @@ impl Meta {
     /// saw.
     fn hinted(&self, parent: Ino, name: &[u8]) -> Option<Hint> {
         let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
-        hints.get(&(parent, name.to_vec())).copied()
+        hints.get(parent, name)
     }
 
     /// Remembers that `name` in `parent` points to inode `ino` of `kind`
@@ -447,15 +489,10 @@ impl Meta {
         let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
         match ino {
             Some((ino, kind)) => {
-                if hints.len() >= HINTS_CAPACITY {
-                    hints.clear();
-                }
                 let dir = kind == FileKind::Directory;
-                hints.insert((parent, name.to_vec()), Hint { ino, dir });
+                hints.set(parent, name, Hint { ino, dir });
             }
-            None => {
-                hints.remove(&(parent, name.to_vec()));
-            }
+            None => hints.forget(parent, name),
         }
     }
 }
@@ -542,4 +579,30 @@ async fn load_attrs_from(
         apply_dir_keys(attr, &extra[3 * n], &extra[3 * n + 1], &extra[3 * n + 2]);
     }
     Ok(attrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_found_replaced_forgotten_and_bounded() {
+        let mut hints = Hints::default();
+        let file = Hint { ino: 7, dir: false };
+        hints.set(1, b"a", file);
+        hints.set(1, b"a", Hint { ino: 8, dir: true });
+        assert_eq!(hints.get(1, b"a"), Some(Hint { ino: 8, dir: true }));
+        assert_eq!((hints.get(2, b"a"), hints.len), (None, 1));
+        hints.forget(1, b"a");
+        hints.forget(1, b"a");
+        assert_eq!((hints.get(1, b"a"), hints.len), (None, 0));
+        assert!(hints.by_dir.is_empty(), "an emptied directory is dropped");
+        for i in 0..HINTS_CAPACITY as u64 {
+            hints.set(i % 10, &i.to_be_bytes(), file);
+        }
+        assert_eq!(hints.len, HINTS_CAPACITY);
+        hints.set(3, b"new", file);
+        assert_eq!(hints.len, 1, "a full map starts over");
+        assert_eq!(hints.get(3, b"new"), Some(file));
+    }
 }
