@@ -124,22 +124,11 @@ pub struct BlockBuf {
     room: usize,
 }
 
-/// A mapping for `len` bytes. Failing to get one is running out of
-/// memory, handled as the heap's allocation failures are.
-fn page_buf(len: usize) -> PageBuf {
-    PageBuf::new(len).unwrap_or_else(|_| {
-        std::alloc::handle_alloc_error(
-            std::alloc::Layout::from_size_align(len.max(1), super::pages::PAGE)
-                .unwrap_or(std::alloc::Layout::new::<u8>()),
-        )
-    })
-}
-
 impl BlockBuf {
     pub fn new(block_size: usize) -> BlockBuf {
         let room = HEADER_BYTES as usize + pieces(block_size as u64) as usize * 4;
         BlockBuf {
-            buf: page_buf(room + block_size),
+            buf: PageBuf::or_abort(room + block_size),
             len: room,
             room,
         }
@@ -162,7 +151,7 @@ impl BlockBuf {
     pub fn extend(&mut self, data: &[u8]) {
         let end = self.len + data.len();
         if end > self.buf.len() {
-            let mut bigger = page_buf(end);
+            let mut bigger = PageBuf::or_abort(end);
             bigger[..self.len].copy_from_slice(&self.buf[..self.len]);
             self.buf = bigger;
         }

@@ -83,6 +83,17 @@ impl PageBuf {
             .ok_or_else(|| std::io::Error::other("mmap returned a null mapping"))?;
         Ok(PageBuf { ptr, len })
     }
+
+    /// As [`PageBuf::new`], where failing to map is running out of memory,
+    /// handled as the heap's allocation failures are (the process ends).
+    pub fn or_abort(len: usize) -> PageBuf {
+        PageBuf::new(len).unwrap_or_else(|_| {
+            std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(len.max(1), PAGE)
+                    .unwrap_or(std::alloc::Layout::new::<u8>()),
+            )
+        })
+    }
 }
 
 impl std::ops::Deref for PageBuf {
