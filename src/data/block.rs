@@ -267,6 +267,130 @@ pub fn decode_owned(object: Bytes) -> Result<Bytes, BlockError> {
     }
 }
 
+/// Checks the pieces of a block object while its bytes are read, each
+/// part right after it arrives, while it is still in the CPU's caches: a
+/// check after the whole 4 MiB were read reads them again from memory
+/// (measured on `file` storage: the pass cost a third of the read
+/// throughput). Parts come in order from offset 0; a read that starts again
+/// (a retry) starts the check again. What the check could not cover (a
+/// compressed block, parts out of order, a mismatch) is left to
+/// [`decode_owned`]'s full pass, so a damaged block is reported by one
+/// path.
+#[derive(Default)]
+pub struct PieceCheck {
+    /// Bytes of the object seen so far.
+    at: usize,
+    /// Header and CRC table, copied as they pass (at most 16 + 256 bytes
+    /// for a 4 MiB block).
+    head: Vec<u8>,
+    /// Header and table size, once the header is in.
+    head_len: Option<usize>,
+    data_len: u64,
+    /// CRC of the piece being read, and its bytes so far.
+    piece: crc32fast::Hasher,
+    piece_bytes: u64,
+    pieces_checked: u64,
+    whole: crc32fast::Hasher,
+    /// Set when the check cannot vouch for the object: compressed, out of
+    /// order, too long, or a mismatch.
+    given_up: bool,
+}
+
+impl PieceCheck {
+    pub fn new() -> PieceCheck {
+        PieceCheck::default()
+    }
+
+    /// The next `part` of the object, at `offset`.
+    pub fn feed(&mut self, offset: usize, mut part: &[u8]) {
+        if offset == 0 && self.at != 0 {
+            *self = PieceCheck::default();
+        }
+        if self.given_up {
+            return;
+        }
+        if offset != self.at {
+            self.given_up = true;
+            return;
+        }
+        self.at += part.len();
+        let head_len = match self.head_len {
+            Some(n) => n,
+            None => {
+                let take = (HEADER_BYTES as usize - self.head.len()).min(part.len());
+                self.head.extend_from_slice(&part[..take]);
+                part = &part[take..];
+                if self.head.len() < HEADER_BYTES as usize {
+                    return;
+                }
+                let Ok(h) = header(&self.head) else {
+                    self.given_up = true;
+                    return;
+                };
+                if h.codec != Codec::None {
+                    self.given_up = true;
+                    return;
+                }
+                self.data_len = h.data_len;
+                let n = HEADER_BYTES as usize + pieces(h.data_len) as usize * 4;
+                self.head_len = Some(n);
+                n
+            }
+        };
+        if self.head.len() < head_len {
+            let take = (head_len - self.head.len()).min(part.len());
+            self.head.extend_from_slice(&part[..take]);
+            part = &part[take..];
+        }
+        while !part.is_empty() {
+            let index = self.pieces_checked;
+            let piece_len = PIECE_BYTES.min(self.data_len.saturating_sub(index * PIECE_BYTES));
+            if piece_len == 0 {
+                self.given_up = true;
+                return;
+            }
+            let take = ((piece_len - self.piece_bytes) as usize).min(part.len());
+            self.piece.update(&part[..take]);
+            self.piece_bytes += take as u64;
+            part = &part[take..];
+            if self.piece_bytes == piece_len {
+                let crc = std::mem::take(&mut self.piece).finalize();
+                let at = HEADER_BYTES as usize + index as usize * 4;
+                if self.head[at..at + 4] != crc.to_be_bytes() {
+                    self.given_up = true;
+                    return;
+                }
+                self.whole
+                    .combine(&crc32fast::Hasher::new_with_initial_len(crc, piece_len));
+                self.pieces_checked += 1;
+                self.piece_bytes = 0;
+            }
+        }
+    }
+
+    /// The data of `object`, which must be the bytes fed: without a
+    /// second pass if every piece was checked as it arrived, else checked
+    /// now by [`decode_owned`].
+    pub fn finish(self, object: Bytes) -> Result<Bytes, BlockError> {
+        let complete = !self.given_up
+            && self.at == object.len()
+            && self
+                .head_len
+                .is_some_and(|n| n as u64 + self.data_len == object.len() as u64)
+            && self.pieces_checked == pieces(self.data_len)
+            && object.starts_with(&self.head);
+        if !complete {
+            return decode_owned(object);
+        }
+        let crc = u32::from_be_bytes([self.head[12], self.head[13], self.head[14], self.head[15]]);
+        if self.whole.finalize() != crc {
+            return decode_owned(object);
+        }
+        let start = self.head_len.unwrap_or(0);
+        Ok(object.slice(start..))
+    }
+}
+
 /// How the objects of a slice are encoded: jfs's block format, or, for
 /// the slices of a volume migrated from JuiceFS, JuiceFS's (the block
 /// compressed whole or stored raw; no header, no checksum, so a damaged
@@ -298,9 +422,23 @@ impl JuiceFsCodec {
 impl BlockDecoder {
     /// The data of a whole object holding `len` bytes of data.
     pub fn decode(self, object: impl Into<Bytes>, len: u32) -> Result<Bytes, BlockError> {
+        self.decode_checked(object, len, None)
+    }
+
+    /// As [`BlockDecoder::decode`], for an object whose bytes went through
+    /// `check` as they were read.
+    pub fn decode_checked(
+        self,
+        object: impl Into<Bytes>,
+        len: u32,
+        check: Option<PieceCheck>,
+    ) -> Result<Bytes, BlockError> {
         let object: Bytes = object.into();
         let data = match self {
-            BlockDecoder::Jfs => decode_owned(object)?,
+            BlockDecoder::Jfs => match check {
+                Some(check) => check.finish(object)?,
+                None => decode_owned(object)?,
+            },
             BlockDecoder::JuiceFs(JuiceFsCodec::None) => object,
             BlockDecoder::JuiceFs(JuiceFsCodec::Lz4) => {
                 lz4_flex::block::decompress(&object, len as usize)
@@ -438,6 +576,84 @@ mod tests {
                 "truncated block accepted"
             );
         }
+    }
+
+    /// Feeds `object` to a check in parts of `part` bytes.
+    fn fed(object: &[u8], part: usize) -> PieceCheck {
+        let mut check = PieceCheck::new();
+        for (i, p) in object.chunks(part).enumerate() {
+            check.feed(i * part, p);
+        }
+        check
+    }
+
+    #[test]
+    fn pieces_checked_while_read_give_the_data_or_the_damage() {
+        for len in [0, 1, 65_536, 65_537, 200_000, 4 << 20] {
+            let data = sample(len);
+            let block = encode(&data, Codec::None);
+            for part in [1, 7, 16, 300, 65_536, 262_144, block.len().max(1)] {
+                if part == 1 && len > 200_000 {
+                    continue;
+                }
+                let check = fed(&block, part);
+                assert!(
+                    !check.given_up,
+                    "len {len}, parts of {part}: not checked as read"
+                );
+                let got = check
+                    .finish(Bytes::from(block.clone()))
+                    .expect("intact block");
+                assert_eq!(got, data, "len {len}, parts of {part}");
+            }
+            for at in [0, 5, 13, 17, block.len() / 2, block.len() - 1] {
+                if at >= block.len() {
+                    continue;
+                }
+                let mut bad = block.clone();
+                bad[at] ^= 0x40;
+                let check = fed(&bad, 4096);
+                assert!(
+                    check.finish(Bytes::from(bad)).is_err(),
+                    "len {len}: flip at {at} not detected"
+                );
+            }
+            let short = &block[..block.len() - 1];
+            assert!(fed(short, 4096)
+                .finish(Bytes::copy_from_slice(short))
+                .is_err());
+        }
+    }
+
+    #[test]
+    fn a_check_fed_out_of_order_or_again_still_decides_rightly() {
+        let data = sample(300_000);
+        let block = encode(&data, Codec::None);
+        // A retried read starts again from 0 after a broken first try.
+        let mut check = PieceCheck::new();
+        check.feed(0, &block[..1000]);
+        check.feed(0, &block[..70_000]);
+        check.feed(70_000, &block[70_000..]);
+        assert!(!check.given_up);
+        assert_eq!(check.finish(Bytes::from(block.clone())).unwrap(), data);
+        // A gap: the check gives up and the full pass decides.
+        let mut check = PieceCheck::new();
+        check.feed(0, &block[..1000]);
+        check.feed(2000, &block[2000..]);
+        assert!(check.given_up);
+        assert_eq!(check.finish(Bytes::from(block.clone())).unwrap(), data);
+        // Nothing fed (a store that does not feed): the full pass.
+        assert_eq!(
+            PieceCheck::new()
+                .finish(Bytes::from(block.clone()))
+                .unwrap(),
+            data
+        );
+        // Compressed: left to the full pass.
+        let zstd = encode(&data, Codec::Zstd);
+        let check = fed(&zstd, 4096);
+        assert!(check.given_up);
+        assert_eq!(check.finish(Bytes::from(zstd)).unwrap(), data);
     }
 
     #[test]

@@ -125,12 +125,26 @@ impl DiskCache {
     }
 
     /// The stored block `key`, if cached (unchecked: the caller decodes).
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub fn get(&self, key: &str) -> Option<bytes::Bytes> {
+        self.get_fed(key, None)
+    }
+
+    /// As [`DiskCache::get`], handing each part read to `feed` (offset,
+    /// bytes) so the caller checks it while it is in the CPU's caches.
+    pub fn get_fed(
+        &self,
+        key: &str,
+        feed: Option<&crate::object::FeedFn>,
+    ) -> Option<bytes::Bytes> {
         if !self.lock().contains(key) {
             return None;
         }
         let path = self.path(key);
-        match std::fs::read(&path) {
+        let read = std::fs::File::open(&path).and_then(|file| {
+            let len = file.metadata()?.len() as usize;
+            super::read_file(&file, len, feed)
+        });
+        match read {
             Ok(data) => {
                 self.lock().touch(key);
                 // Mark it used for the next mount's ordering; best effort.

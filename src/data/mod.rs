@@ -10,7 +10,7 @@ pub mod block;
 mod compact;
 mod disk_cache;
 mod pages;
-pub use pages::{Filled, PageBuf};
+pub use pages::{read_file, Filled, PageBuf};
 mod reader;
 mod writeback;
 mod writer;

@@ -48,13 +48,15 @@ unsafe impl Send for PageBuf {}
 unsafe impl Sync for PageBuf {}
 
 impl PageBuf {
-    /// A buffer of at least `len` bytes (a kept one if one is big enough).
+    /// A buffer of at least `len` bytes (a kept one if one is big enough
+    /// and at most twice as big: a buffer kept in a cache holds all of
+    /// its mapping's pages).
     pub fn new(len: usize) -> std::io::Result<PageBuf> {
         let len = len.max(1).next_multiple_of(PAGE);
         {
             let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
             let fitting = (0..pool.len())
-                .filter(|&i| pool[i].len >= len)
+                .filter(|&i| pool[i].len >= len && pool[i].len / 2 <= len)
                 .min_by_key(|&i| pool[i].len);
             if let Some(i) = fitting {
                 let m = pool.swap_remove(i);
@@ -145,6 +147,40 @@ impl AsRef<[u8]> for Filled {
     fn as_ref(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+}
+
+/// Bytes read from a file at a time by [`read_file`]: a part is checked
+/// while it is still in the CPU's second-level cache.
+const READ_PART: u64 = 256 << 10;
+
+/// The whole of `file` (`len` bytes as its size said; fewer if it ends
+/// sooner, more if it grew), handing each part read to `feed` with its
+/// offset. The bytes go to the heap: measured on `file` storage, reading
+/// blocks into page buffers that a memory cache keeps made every fetch
+/// map fresh pages (a fault and a zeroing per page): 7.0 -> 4.8 GB/s.
+pub fn read_file(
+    file: &std::fs::File,
+    len: usize,
+    feed: Option<&crate::object::FeedFn>,
+) -> std::io::Result<bytes::Bytes> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(len);
+    loop {
+        let from = buf.len();
+        // `take` + `read_to_end` reads into the spare capacity without
+        // zeroing it first.
+        match file.take(READ_PART).read_to_end(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                if let Some(feed) = feed {
+                    feed(from, &buf[from..]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bytes::Bytes::from(buf))
 }
 
 #[cfg(test)]

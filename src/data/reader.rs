@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
-use super::block::{block_key, Codec, RangeRead};
+use super::block::{block_key, BlockDecoder, Codec, PieceCheck, RangeRead};
 use super::disk_cache::DiskCache;
 use super::{DataError, DataResult, DataStore, COMPACT_AFTER_RECORDS};
 use crate::meta::overlay::overlay;
 use crate::meta::{Ino, SliceRecord, CHUNK_SIZE};
+use crate::object::Feed;
 
 /// Decoded blocks by object key, evicted oldest first past a byte budget.
 pub struct BlockCache {
@@ -154,8 +155,10 @@ impl DataStore {
         if let Some(disk) = self.disk.clone() {
             let k = key.clone();
             let hit = tokio::task::spawn_blocking(move || {
-                let stored = disk.get(&k)?;
-                checked_or_dropped(&disk, &k, decoder.decode(stored, len))
+                let (check, feed) = piece_check(decoder);
+                let stored = disk.get_fed(&k, feed.as_deref())?;
+                let decoded = decoder.decode_checked(stored, len, check.map(taken));
+                checked_or_dropped(&disk, &k, decoded)
             })
             .await
             .ok()
@@ -165,14 +168,18 @@ impl DataStore {
                 return Ok(data);
             }
         }
-        let object = self.objects.get(&key).await?;
+        let (check, feed) = piece_check(decoder);
+        let object = match feed {
+            Some(feed) => self.objects.get_fed(&key, feed).await?,
+            None => self.objects.get(&key).await?,
+        };
         let (disk, k) = (self.disk.clone(), key.clone());
         let data = tokio::task::spawn_blocking(move || {
             // The disk cache keeps the object as stored, so put it first.
             if let Some(disk) = disk {
                 disk.put(&k, &object);
             }
-            decoder.decode(object, len)
+            decoder.decode_checked(object, len, check.map(taken))
         })
         .await
         .map_err(|e| DataError::Corrupt {
@@ -242,6 +249,27 @@ impl DataStore {
         plan.extract(&crcs?, &data?)
             .map_err(|e| corrupt(&key, e.to_string()))
     }
+}
+
+/// A check of a jfs block's pieces as they are read, and the feed that
+/// hands it the parts (none for JuiceFS's blocks, which carry no CRCs).
+fn piece_check(decoder: BlockDecoder) -> (Option<Arc<Mutex<PieceCheck>>>, Option<Feed>) {
+    if decoder != BlockDecoder::Jfs {
+        return (None, None);
+    }
+    let check = Arc::new(Mutex::new(PieceCheck::new()));
+    let fed = check.clone();
+    let feed: Feed = Arc::new(move |offset, part| {
+        fed.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .feed(offset, part)
+    });
+    (Some(check), Some(feed))
+}
+
+/// The check once the read is over.
+fn taken(check: Arc<Mutex<PieceCheck>>) -> PieceCheck {
+    std::mem::take(&mut *check.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// What a disk cache entry held, if it passed its check; a damaged entry

@@ -42,6 +42,25 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// The whole object, read in parts into a page buffer (each part
+    /// handed to `feed`).
+    async fn read(&self, key: &str, feed: Option<super::Feed>) -> ObjectResult<bytes::Bytes> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let failed = |what: &str, e: std::io::Error| match io_error(what, &path, e) {
+                ObjectError::NotFound(_) => ObjectError::NotFound(key.clone()),
+                other => other,
+            };
+            let file = std::fs::File::open(&path).map_err(|e| failed("open", e))?;
+            let len = file.metadata().map_err(|e| failed("stat", e))?.len() as usize;
+            crate::data::read_file(&file, len, feed.as_deref()).map_err(|e| failed("read", e))
+        })
+        .await
+    }
+}
+
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> ObjectError {
     match e.kind() {
         std::io::ErrorKind::NotFound => ObjectError::NotFound(path.display().to_string()),
@@ -89,17 +108,11 @@ impl ObjectStore for FileStore {
     }
 
     async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
-        let path = self.path(key)?;
-        let key = key.to_string();
-        blocking(move || {
-            std::fs::read(&path).map(bytes::Bytes::from).map_err(|e| {
-                match io_error("read", &path, e) {
-                    ObjectError::NotFound(_) => ObjectError::NotFound(key),
-                    other => other,
-                }
-            })
-        })
-        .await
+        self.read(key, None).await
+    }
+
+    async fn get_fed(&self, key: &str, feed: super::Feed) -> ObjectResult<bytes::Bytes> {
+        self.read(key, Some(feed)).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {

@@ -49,6 +49,11 @@ pub enum ObjectError {
 
 pub type ObjectResult<T> = Result<T, ObjectError>;
 
+/// Sees the parts of an object as a get reads them: `(offset, part)`, in
+/// order from offset 0 (again from 0 if the read is retried).
+pub type Feed = std::sync::Arc<FeedFn>;
+pub type FeedFn = dyn Fn(usize, &[u8]) + Send + Sync;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     /// Where the objects are, for messages (never with credentials).
@@ -57,6 +62,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// reader sees the old or the new object, never part of one).
     async fn put(&self, key: &str, data: bytes::Bytes) -> ObjectResult<()>;
     async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes>;
+    /// As [`ObjectStore::get`], handing each part of the object to `feed`
+    /// as soon as it is read, so a check of the bytes runs while they are
+    /// in the CPU's caches. Backends that read in parts override it.
+    async fn get_fed(&self, key: &str, feed: Feed) -> ObjectResult<bytes::Bytes> {
+        let object = self.get(key).await?;
+        feed(0, &object);
+        Ok(object)
+    }
     /// `len` bytes from `offset`; shorter at the end of the object.
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>>;
     /// Deleting a missing object succeeds.
@@ -159,6 +172,15 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
         let started = Instant::now();
         let result = self.retry("get", key, || self.inner.get(key)).await;
+        counted_get(started, &result);
+        result
+    }
+
+    async fn get_fed(&self, key: &str, feed: Feed) -> ObjectResult<bytes::Bytes> {
+        let started = Instant::now();
+        let result = self
+            .retry("get", key, || self.inner.get_fed(key, feed.clone()))
+            .await;
         counted_get(started, &result);
         result
     }

@@ -41,6 +41,10 @@ impl ObjectStore for Prefixed {
         self.inner.get(&self.key(key)).await
     }
 
+    async fn get_fed(&self, key: &str, feed: super::Feed) -> ObjectResult<bytes::Bytes> {
+        self.inner.get_fed(&self.key(key), feed).await
+    }
+
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
         self.inner.get_range(&self.key(key), offset, len).await
     }

@@ -97,6 +97,20 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// The whole object, each part of the body handed to `feed` as it
+    /// arrives.
+    async fn read(&self, key: &str, feed: Option<super::Feed>) -> ObjectResult<bytes::Bytes> {
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("get", key, e))?;
+        whole_body(key, resp.body, resp.content_length, feed).await
+    }
+
     /// A client for `url` with the given keys (or, when absent, the usual
     /// environment variables: ACCESS_KEY / SECRET_KEY, AWS_ACCESS_KEY_ID /
     /// AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN; region from the URL or
@@ -234,15 +248,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> ObjectResult<bytes::Bytes> {
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.error("get", key, e))?;
-        whole_body(key, resp.body, resp.content_length).await
+        self.read(key, None).await
+    }
+
+    async fn get_fed(&self, key: &str, feed: super::Feed) -> ObjectResult<bytes::Bytes> {
+        self.read(key, Some(feed)).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> ObjectResult<Vec<u8>> {
@@ -371,10 +381,17 @@ async fn whole_body(
     key: &str,
     mut stream: aws_sdk_s3::primitives::ByteStream,
     length: Option<i64>,
+    feed: Option<super::Feed>,
 ) -> ObjectResult<bytes::Bytes> {
     let len = match length {
         Some(n) if (MAPPED_BODY..=64 << 20).contains(&n) => n as usize,
-        _ => return body(key, stream, length).await.map(bytes::Bytes::from),
+        _ => {
+            let data = body(key, stream, length).await?;
+            if let Some(feed) = feed {
+                feed(0, &data);
+            }
+            return Ok(bytes::Bytes::from(data));
+        }
     };
     let mut buf = crate::data::PageBuf::new(len)
         .map_err(|e| ObjectError::Transient(format!("get {key}: no memory for the body: {e}")))?;
@@ -391,6 +408,9 @@ async fn whole_body(
             )));
         }
         buf[filled..end].copy_from_slice(&chunk);
+        if let Some(feed) = &feed {
+            feed(filled, &buf[filled..end]);
+        }
         filled = end;
     }
     if filled != len {
