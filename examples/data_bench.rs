@@ -122,7 +122,7 @@ async fn main() {
     let write = mib_s(total, start.elapsed().as_secs_f64());
 
     // Reads by another client with empty caches.
-    let cold = mount(&db, objects.clone(), 256 << 20).await;
+    let cold = mount(&db, objects.clone(), 64 << 20).await;
     let h = cold.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
     settle();
     let start = Instant::now();

@@ -180,6 +180,8 @@ pub struct Gauges {
     pub buffer_bytes: u64,
     pub buffer_limit_bytes: u64,
     pub pending_uploads: u64,
+    /// Blocks allowed to upload at once now (see `data::limit`).
+    pub upload_limit: u64,
 }
 
 /// Everything, as Prometheus's text exposition format (version 0.0.4).
@@ -294,6 +296,12 @@ pub fn render(gauges: Gauges) -> String {
         "Blocks staged by writeback, not uploaded yet.",
         gauges.pending_uploads as f64,
     );
+    gauge(
+        &mut out,
+        "jfs_upload_limit",
+        "Blocks allowed to upload at once now (up to --max-uploads, fewer while the store is slow to answer).",
+        gauges.upload_limit as f64,
+    );
     out
 }
 
@@ -337,6 +345,7 @@ pub fn snapshot(gauges: Gauges) -> Value {
         "buffer_bytes": gauges.buffer_bytes,
         "buffer_limit_bytes": gauges.buffer_limit_bytes,
         "pending_uploads": gauges.pending_uploads,
+        "upload_limit": gauges.upload_limit,
     })
 }
 

@@ -497,6 +497,9 @@ fn metrics_endpoint_and_stats_show_a_live_mount() {
         metric(&text, "jfs_buffer_limit_bytes"),
         (300u64 << 20) as f64
     );
+    // Uploads allowed at once: between the floor (4) and --max-uploads.
+    let uploads = metric(&text, "jfs_upload_limit");
+    assert!((4.0..=20.0).contains(&uploads), "upload limit {uploads}");
     metric(
         &text,
         "jfs_cache_requests_total{cache=\"memory\",result=\"hit\"}",

@@ -131,11 +131,7 @@ impl DiskCache {
 
     /// As [`DiskCache::get`], handing each part read to `feed` (offset,
     /// bytes) so the caller checks it while it is in the CPU's caches.
-    pub fn get_fed(
-        &self,
-        key: &str,
-        feed: Option<&crate::object::FeedFn>,
-    ) -> Option<bytes::Bytes> {
+    pub fn get_fed(&self, key: &str, feed: Option<&crate::object::FeedFn>) -> Option<bytes::Bytes> {
         if !self.lock().contains(key) {
             return None;
         }

@@ -9,6 +9,7 @@
 pub mod block;
 mod compact;
 mod disk_cache;
+mod limit;
 mod pages;
 pub use pages::{read_file, Filled, PageBuf};
 mod reader;
@@ -74,7 +75,7 @@ pub struct DataStore {
     pub(crate) objects: Arc<dyn ObjectStore>,
     pub(crate) block_size: u32,
     pub(crate) codec: Codec,
-    pub(crate) uploads: Arc<Semaphore>,
+    pub(crate) uploads: Arc<limit::UploadLimit>,
     pub(crate) max_uploads: usize,
     /// Buffer memory in units of `BUFFER_UNIT_BYTES`: a block being filled
     /// or uploaded holds a block's worth (`--buffer-size`).
@@ -175,7 +176,7 @@ impl DataStore {
             codec,
             meta,
             objects,
-            uploads: Arc::new(Semaphore::new(max_uploads)),
+            uploads: limit::UploadLimit::new(max_uploads),
             max_uploads,
             buffer: Arc::new(Semaphore::new(buffer_units)),
             buffer_bytes: buffer_units as u64 * BUFFER_UNIT_BYTES,
@@ -208,6 +209,7 @@ impl DataStore {
             buffer_bytes: self.buffer_in_use(),
             buffer_limit_bytes: self.buffer_bytes,
             pending_uploads: self.pending_uploads() as u64,
+            upload_limit: self.uploads.current() as u64,
         }
     }
 

@@ -3,8 +3,11 @@
 //! heap memory: a process moving 4 MiB blocks through several threads
 //! fragmented the allocator's arenas (`jfs bench -p 4`: about 100 MiB of
 //! blocks alive, 240 MiB resident), while a mapping goes back to the kernel
-//! when it is dropped. A few are kept for reuse, since a fresh mapping
-//! costs a page fault per page on first use.
+//! when it is dropped. Mappings are kept for reuse, since a fresh mapping
+//! costs a page fault and a zeroing per page on first use: as many as were
+//! in use at once lately (at least [`KEPT`]), so a steady stream of blocks
+//! through a cache (one dropped, one read) maps nothing new, and memory
+//! stays at what the busiest moment needed, not more.
 
 use std::ptr::NonNull;
 use std::sync::Mutex;
@@ -12,9 +15,11 @@ use std::sync::Mutex;
 /// Page size, and the alignment `O_DIRECT` wants of buffers and lengths.
 pub const PAGE: usize = 4096;
 
-/// Mappings kept for reuse, at most this many (the largest are kept, so
+/// Mappings kept for reuse when few are in use (the largest are kept, so
 /// blocks keep finding room after a run of small ones).
 const KEPT: usize = 8;
+/// How long the largest number of buffers in use at once is remembered.
+const BUSY_MEMORY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A mapping no buffer owns now.
 struct Mapping {
@@ -33,7 +38,41 @@ impl Mapping {
     }
 }
 
-static POOL: Mutex<Vec<Mapping>> = Mutex::new(Vec::new());
+/// Kept mappings, and how many buffers are in use.
+struct Pool {
+    kept: Vec<Mapping>,
+    live: usize,
+    /// The most buffers in use at once since `busy_since`.
+    busy: usize,
+    busy_since: Option<std::time::Instant>,
+}
+
+impl Pool {
+    /// Mappings worth keeping now: what the busiest recent moment had in
+    /// use, less what is in use.
+    fn room(&mut self) -> usize {
+        let now = std::time::Instant::now();
+        if self
+            .busy_since
+            .is_none_or(|t| now.duration_since(t) > BUSY_MEMORY)
+        {
+            self.busy = self.live;
+            self.busy_since = Some(now);
+        }
+        self.busy.max(KEPT).saturating_sub(self.live)
+    }
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    kept: Vec::new(),
+    live: 0,
+    busy: 0,
+    busy_since: None,
+});
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A page-aligned buffer of a whole number of pages, readable and writable;
 /// fresh ones read as zeros, reused ones hold what was written before.
@@ -54,12 +93,15 @@ impl PageBuf {
     pub fn new(len: usize) -> std::io::Result<PageBuf> {
         let len = len.max(1).next_multiple_of(PAGE);
         {
-            let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-            let fitting = (0..pool.len())
-                .filter(|&i| pool[i].len >= len && pool[i].len / 2 <= len)
-                .min_by_key(|&i| pool[i].len);
+            let mut pool = pool();
+            pool.live += 1;
+            pool.busy = pool.busy.max(pool.live);
+            let kept = &mut pool.kept;
+            let fitting = (0..kept.len())
+                .filter(|&i| kept[i].len >= len && kept[i].len / 2 <= len)
+                .min_by_key(|&i| kept[i].len);
             if let Some(i) = fitting {
-                let m = pool.swap_remove(i);
+                let m = kept.swap_remove(i);
                 return Ok(PageBuf {
                     ptr: m.ptr,
                     len: m.len,
@@ -79,7 +121,9 @@ impl PageBuf {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
+            let e = std::io::Error::last_os_error();
+            pool().live -= 1;
+            return Err(e);
         }
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| std::io::Error::other("mmap returned a null mapping"))?;
@@ -116,24 +160,29 @@ impl std::ops::DerefMut for PageBuf {
 
 impl Drop for PageBuf {
     /// Back to the pool, or to the kernel: when the pool is full, the
-    /// smaller of this mapping and the smallest kept one is unmapped.
+    /// smaller of this mapping and the smallest kept one is unmapped (and
+    /// any kept beyond what recent use calls for).
     fn drop(&mut self) {
         let mine = Mapping {
             ptr: self.ptr,
             len: self.len,
         };
-        let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < KEPT {
-            pool.push(mine);
-            return;
+        let mut pool = pool();
+        pool.live -= 1;
+        let room = pool.room();
+        let kept = &mut pool.kept;
+        kept.push(mine);
+        let mut unmapped = Vec::new();
+        while kept.len() > room {
+            let Some(smallest) = (0..kept.len()).min_by_key(|&i| kept[i].len) else {
+                break;
+            };
+            unmapped.push(kept.swap_remove(smallest));
         }
-        let smallest = (0..pool.len()).min_by_key(|&i| pool[i].len);
-        let unmapped = match smallest {
-            Some(i) if pool[i].len < mine.len => std::mem::replace(&mut pool[i], mine),
-            _ => mine,
-        };
         drop(pool);
-        unmapped.unmap();
+        for m in unmapped {
+            m.unmap();
+        }
     }
 }
 
@@ -151,36 +200,52 @@ impl AsRef<[u8]> for Filled {
 
 /// Bytes read from a file at a time by [`read_file`]: a part is checked
 /// while it is still in the CPU's second-level cache.
-const READ_PART: u64 = 256 << 10;
+const READ_PART: usize = 256 << 10;
+
+/// Files of at least this many bytes are read into a page buffer, smaller
+/// ones into the heap (a kept mapping would hold a whole block's pages
+/// for them).
+const MAPPED_READ: usize = 1 << 20;
 
 /// The whole of `file` (`len` bytes as its size said; fewer if it ends
-/// sooner, more if it grew), handing each part read to `feed` with its
-/// offset. The bytes go to the heap: measured on `file` storage, reading
-/// blocks into page buffers that a memory cache keeps made every fetch
-/// map fresh pages (a fault and a zeroing per page): 7.0 -> 4.8 GB/s.
+/// sooner), handing each part read to `feed` with its offset.
 pub fn read_file(
     file: &std::fs::File,
     len: usize,
     feed: Option<&crate::object::FeedFn>,
 ) -> std::io::Result<bytes::Bytes> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(len);
-    loop {
-        let from = buf.len();
-        // `take` + `read_to_end` reads into the spare capacity without
-        // zeroing it first.
-        match file.take(READ_PART).read_to_end(&mut buf) {
+    if len < MAPPED_READ {
+        let mut buf = vec![0u8; len];
+        let filled = read_into(file, &mut buf, feed)?;
+        buf.truncate(filled);
+        return Ok(bytes::Bytes::from(buf));
+    }
+    let mut buf = PageBuf::new(len)?;
+    let filled = read_into(file, &mut buf[..len], feed)?;
+    Ok(bytes::Bytes::from_owner(Filled { buf, len: filled }))
+}
+
+fn read_into(
+    file: &std::fs::File,
+    buf: &mut [u8],
+    feed: Option<&crate::object::FeedFn>,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        let end = (filled + READ_PART).min(buf.len());
+        let n = match file.read_at(&mut buf[filled..end], filled as u64) {
             Ok(0) => break,
-            Ok(_) => {
-                if let Some(feed) = feed {
-                    feed(from, &buf[from..]);
-                }
-            }
+            Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        if let Some(feed) = feed {
+            feed(filled, &buf[filled..filled + n]);
         }
+        filled += n;
     }
-    Ok(bytes::Bytes::from(buf))
+    Ok(filled)
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
+
+use super::limit::UploadLimit;
 
 use crate::object::{ObjectError, ObjectResult, ObjectStore};
 
@@ -74,33 +76,43 @@ impl Staging {
 
     /// Uploads staged block `key` in the background, at most `uploads` at
     /// a time; the staged file goes once the object is stored.
-    pub fn upload_later(
+    pub(crate) fn upload_later(
         self: &Arc<Self>,
         key: String,
         objects: Arc<dyn ObjectStore>,
-        uploads: Arc<Semaphore>,
+        uploads: Arc<UploadLimit>,
     ) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let staging = self.clone();
         tokio::spawn(async move {
-            let _permit = uploads.acquire_owned().await;
-            if let Err(e) = staging.upload_one(&key, objects.as_ref()).await {
-                tracing::warn!(object = %key, error = %e, "staged block not uploaded; it will be retried at the next mount");
+            let permit = uploads.acquire().await;
+            match staging.upload_one(&key, objects.as_ref()).await {
+                Ok((bytes, started)) => permit.done(bytes, started),
+                Err(e) => {
+                    tracing::warn!(object = %key, error = %e, "staged block not uploaded; it will be retried at the next mount");
+                }
             }
             staging.in_flight.fetch_sub(1, Ordering::SeqCst);
             staging.drained.notify_waiters();
         });
     }
 
-    async fn upload_one(&self, key: &str, objects: &dyn ObjectStore) -> ObjectResult<()> {
+    /// Uploads staged block `key` and removes it; returns its size and
+    /// when its upload started.
+    async fn upload_one(
+        &self,
+        key: &str,
+        objects: &dyn ObjectStore,
+    ) -> ObjectResult<(usize, std::time::Instant)> {
         let path = self.path(key);
         let data = tokio::task::spawn_blocking(move || std::fs::read(path))
             .await
             .map_err(|e| ObjectError::Fatal(e.to_string()))?
             .map_err(|e| ObjectError::Fatal(format!("staged block {key} unreadable: {e}")))?;
+        let (bytes, started) = (data.len(), std::time::Instant::now());
         objects.put(key, data.into()).await?;
         let _ = std::fs::remove_file(self.path(key));
-        Ok(())
+        Ok((bytes, started))
     }
 
     /// Uploads every block a previous mount left staged (after a crash);

@@ -289,10 +289,10 @@ impl DataStore {
                 Ok(())
             });
         }
-        let permit = self.uploads.clone().acquire_owned().await;
+        let permit = self.uploads.acquire().await;
         let (disk, cache_writes) = (self.disk.clone(), self.cache_writes.clone());
         tokio::spawn(async move {
-            let _held = (permit, reserved);
+            let _reserved = reserved;
             let object = tokio::task::spawn_blocking(move || data.encode(codec))
                 .await
                 .map_err(|e| ObjectError::Fatal(format!("encoder failed: {e}")))?;
@@ -307,7 +307,10 @@ impl DataStore {
                     drop(slot);
                 });
             }
-            objects.put(&key, object).await
+            let (bytes, started) = (object.len(), std::time::Instant::now());
+            objects.put(&key, object).await?;
+            permit.done(bytes, started);
+            Ok(())
         })
     }
 }
