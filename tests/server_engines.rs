@@ -133,6 +133,20 @@ fn mounted_volume(url: &str) -> Result<(), Failed> {
     let _guard = Mounted(vec![a.clone(), b.clone()]);
     succeeded(&mount_at(&meta, dir.path(), &a), "mount a")?;
     succeeded(&mount_at(&meta, dir.path(), &b), "mount b")?;
+    // The daemon's command line, readable by every user, holds no password.
+    if let Some((_, password)) = jfs::kv::url::split_password(&meta) {
+        let lines = command_lines_naming(&a);
+        ensure(!lines.is_empty(), format!("no process found serving {a}"))?;
+        for line in lines {
+            ensure(
+                !line.contains(&password),
+                format!(
+                    "the metadata password is in a process list: {}",
+                    line.replace(&password, "<password>")
+                ),
+            )?;
+        }
+    }
     let data: Vec<u8> = (0..(5u32 << 20))
         .map(|i| (i * 7 + i / 4099) as u8)
         .collect();
@@ -168,6 +182,25 @@ fn mounted_volume(url: &str) -> Result<(), Failed> {
     )?;
     succeeded(&jfs(&["umount", &a]), "umount after remount")?;
     Ok(())
+}
+
+/// The command lines of the processes that name `path` among their
+/// arguments.
+fn command_lines_naming(path: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == path) && args.iter().any(|a| a == "mount") {
+            found.push(args.join(" "));
+        }
+    }
+    found
 }
 
 /// Host, port and database of a redis URL, and its password if any.

@@ -206,11 +206,21 @@ fn start_background(args: &MountArgs) -> CmdResult<()> {
         .get()
         .cloned()
         .unwrap_or_else(|| std::env::args().collect());
-    cmd.args(argv.iter().skip(1))
-        .env(READY_FD_ENV, write_fd.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
+    // The daemon takes the metadata password from its environment, not
+    // its command line: /proc/PID/cmdline is readable by every user,
+    // /proc/PID/environ only by the process's owner.
+    let hidden = crate::kv::url::split_password(&args.meta_url);
+    if let Some((_, password)) = &hidden {
+        cmd.env("META_PASSWORD", password);
+    }
+    cmd.args(argv.iter().skip(1).map(|a| match &hidden {
+        Some((stripped, _)) if *a == args.meta_url => stripped.as_str(),
+        _ => a.as_str(),
+    }))
+    .env(READY_FD_ENV, write_fd.to_string())
+    .stdin(std::process::Stdio::null())
+    .stdout(log_file.try_clone()?)
+    .stderr(log_file);
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls.
     unsafe {

@@ -270,6 +270,19 @@ impl MetaUrl {
         Ok(url)
     }
 
+    /// The password the URL carries, if its engine takes one.
+    fn password(&self) -> Option<&str> {
+        match self {
+            MetaUrl::Redis { credentials, .. }
+            | MetaUrl::Etcd { credentials, .. }
+            | MetaUrl::Postgres { credentials, .. }
+            | MetaUrl::Mysql { credentials, .. } => {
+                credentials.password.as_ref().map(Secret::expose)
+            }
+            _ => None,
+        }
+    }
+
     fn fill_password_from_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
         let (credentials, names): (&mut Credentials, &[&str]) = match self {
             MetaUrl::Redis { credentials, .. } => {
@@ -505,6 +518,31 @@ pub fn redact(raw: &str) -> String {
     }
 }
 
+/// For a URL that carries a password the engine can also take from
+/// `META_PASSWORD`: the URL without it, and the password. None when there
+/// is none, or when the URL without it would not mean the same (then the
+/// URL is kept whole).
+pub fn split_password(raw: &str) -> Option<(String, String)> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let before_query = rest.split('?').next().unwrap_or(rest);
+    let at = before_query.rfind('@')?;
+    let (user, password) = rest[..at].split_once(':')?;
+    if password.is_empty() {
+        return None;
+    }
+    let stripped = if user.is_empty() {
+        format!("{scheme}://{}", &rest[at + 1..])
+    } else {
+        format!("{scheme}://{user}{}", &rest[at..])
+    };
+    let whole = MetaUrl::parse_with_env(raw, |_| None).ok()?;
+    // The password as the engine uses it (percent-decoded).
+    let password = whole.password()?.to_string();
+    let from_env = |name: &str| (name == "META_PASSWORD").then(|| password.clone());
+    let same = whole == MetaUrl::parse_with_env(&stripped, from_env).ok()?;
+    same.then_some((stripped, password))
+}
+
 fn nonempty_path(rest: &str) -> Result<PathBuf, String> {
     if rest.is_empty() {
         return Err("no path after the scheme".into());
@@ -629,6 +667,53 @@ fn percent_decode(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_split_out_of_urls_mean_the_same_url() {
+        for (raw, stripped, password) in [
+            (
+                "redis://tom:pw@127.0.0.1:6379/1",
+                "redis://tom@127.0.0.1:6379/1",
+                "pw",
+            ),
+            (
+                "redis://:pw@127.0.0.1:6379/1?prefix=a",
+                "redis://127.0.0.1:6379/1?prefix=a",
+                "pw",
+            ),
+            ("rediss://u:p%40s@h:6380/2", "rediss://u@h:6380/2", "p@s"),
+            (
+                "postgres://u:secret@127.0.0.1:5432/db",
+                "postgres://u@127.0.0.1:5432/db",
+                "secret",
+            ),
+            (
+                "mysql://u:secret@(127.0.0.1:3306)/db",
+                "mysql://u@(127.0.0.1:3306)/db",
+                "secret",
+            ),
+            (
+                "etcd://u:secret@h1:2379,h2:2379/p",
+                "etcd://u@h1:2379,h2:2379/p",
+                "secret",
+            ),
+        ] {
+            assert_eq!(
+                split_password(raw),
+                Some((stripped.to_string(), password.to_string())),
+                "{raw}"
+            );
+        }
+        for raw in [
+            "redis://127.0.0.1:6379/1",
+            "redis://tom@127.0.0.1:6379/1",
+            "redis://tom:@127.0.0.1:6379/1",
+            "/var/lib/jfs/vol.meta",
+            "sqlite3:///tmp/x.db",
+        ] {
+            assert_eq!(split_password(raw), None, "{raw}");
+        }
+    }
 
     fn parse(raw: &str) -> Result<MetaUrl, KvError> {
         MetaUrl::parse_with_env(raw, |_| None)
