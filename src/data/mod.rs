@@ -96,10 +96,6 @@ pub struct DataStore {
     /// Files being read sequentially (read-ahead on): they share the
     /// memory cache's read-ahead half.
     pub(crate) streams: std::sync::atomic::AtomicUsize,
-    /// Blocks that may be fetched ahead at once, over all files: half the
-    /// memory cache. Each file's window is bounded too, but windows grow
-    /// before other files start streaming; this bounds them together.
-    pub(crate) readahead: Arc<Semaphore>,
 }
 
 /// How a mount's data path is set up (the `jfs mount` flags).
@@ -191,9 +187,6 @@ impl DataStore {
             juicefs_blocks,
             compacting: Default::default(),
             streams: Default::default(),
-            readahead: Arc::new(Semaphore::new(
-                (options.memory_cache_bytes / 2 / block_size.max(1) as usize).max(1),
-            )),
         }))
     }
 

@@ -5,8 +5,7 @@
 //! Sequential reading is detected per open file and read ahead: the window
 //! of blocks fetched in the background doubles on each sequential read, up
 //! to as many blocks as may upload at once (`--max-uploads`) and half the
-//! memory cache, and resets on a jump; the blocks fetched ahead for all
-//! files together are bounded by half the memory cache as well. Concurrent requests for
+//! memory cache, and resets on a jump. Concurrent requests for
 //! one block share one fetch. A small read of an uncompressed block not in
 //! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
 
@@ -535,17 +534,10 @@ impl FileReader {
                     let last = (seg.offset as u64 + s_to - seg.pos as u64 - 1) / bs;
                     for index in first..=last {
                         let len = (seg.size as u64 - index * bs).min(bs) as u32;
-                        // Past the shared bound, wait for a fetch to end
-                        // (a read that needs the block meanwhile fetches it
-                        // itself; this fetch then finds it cached).
-                        let Ok(permit) = store.readahead.clone().acquire_owned().await else {
-                            return;
-                        };
                         let store = store.clone();
-                        tokio::spawn(async move {
-                            let _permit = permit;
-                            store.block(seg.id, index as u32, len, true).await
-                        });
+                        tokio::spawn(
+                            async move { store.block(seg.id, index as u32, len, true).await },
+                        );
                     }
                 }
             }
