@@ -116,12 +116,18 @@ fn write_table(data: &[u8], table: &mut [u8]) -> u32 {
 /// A block being filled by a writer, with room in front of its data for
 /// the header and CRC table of a block of the volume's size: encoding it
 /// uncompressed writes them in place instead of copying the data. The
-/// buffer is a mapping of its own ([`PageBuf`]), not heap memory.
+/// buffer is a mapping of its own ([`PageBuf`]), not heap memory. Each
+/// piece's CRC is computed as the bytes are copied in, while they are in
+/// the CPU's caches, so encoding makes no pass over the data.
 pub struct BlockBuf {
     buf: PageBuf,
     /// Bytes in use, the room included.
     len: usize,
     room: usize,
+    /// CRCs of the whole pieces so far, and of the piece being filled.
+    crcs: Vec<u32>,
+    piece: crc32fast::Hasher,
+    piece_bytes: u64,
 }
 
 impl BlockBuf {
@@ -131,6 +137,9 @@ impl BlockBuf {
             buf: PageBuf::or_abort(room + block_size),
             len: room,
             room,
+            crcs: Vec::with_capacity(pieces(block_size as u64) as usize),
+            piece: crc32fast::Hasher::new(),
+            piece_bytes: 0,
         }
     }
 
@@ -157,6 +166,17 @@ impl BlockBuf {
         }
         self.buf[self.len..end].copy_from_slice(data);
         self.len = end;
+        let mut copied = data;
+        while !copied.is_empty() {
+            let take = ((PIECE_BYTES - self.piece_bytes) as usize).min(copied.len());
+            self.piece.update(&copied[..take]);
+            self.piece_bytes += take as u64;
+            copied = &copied[take..];
+            if self.piece_bytes == PIECE_BYTES {
+                self.crcs.push(std::mem::take(&mut self.piece).finalize());
+                self.piece_bytes = 0;
+            }
+        }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -171,8 +191,22 @@ impl BlockBuf {
         if codec != Codec::None || HEADER_BYTES as usize + table != self.room {
             return encode(self.data(), codec).into();
         }
+        if self.piece_bytes > 0 {
+            self.crcs.push(std::mem::take(&mut self.piece).finalize());
+        }
         let (head, data) = self.buf[..self.len].split_at_mut(self.room);
-        let crc = write_table(data, &mut head[HEADER_BYTES as usize..]);
+        let mut whole = crc32fast::Hasher::new();
+        let sizes = data.chunks(PIECE_BYTES as usize).map(<[u8]>::len);
+        for ((crc, size), slot) in self
+            .crcs
+            .iter()
+            .zip(sizes)
+            .zip(head[HEADER_BYTES as usize..].chunks_exact_mut(4))
+        {
+            slot.copy_from_slice(&crc.to_be_bytes());
+            whole.combine(&crc32fast::Hasher::new_with_initial_len(*crc, size as u64));
+        }
+        let crc = whole.finalize();
         head[..HEADER_BYTES as usize].copy_from_slice(&header_bytes(Codec::None, data, crc));
         Bytes::from_owner(Filled {
             buf: self.buf,
@@ -532,14 +566,25 @@ mod tests {
         for len in [1, 65_536, (4 << 20) - 65_536, (4 << 20) - 100, 4 << 20] {
             for codec in [Codec::None, Codec::Zstd] {
                 let data = sample(len);
-                let mut buf = BlockBuf::new(block_size);
-                for part in data.chunks(100_000) {
-                    buf.extend(part);
+                // Parts across piece boundaries, of one byte, of exactly a
+                // piece, and the whole at once.
+                for part in [100_000, 1, 65_536, 4 << 20] {
+                    if part == 1 && len > 65_536 {
+                        continue;
+                    }
+                    let mut buf = BlockBuf::new(block_size);
+                    for p in data.chunks(part) {
+                        buf.extend(p);
+                    }
+                    assert_eq!(buf.data(), &data[..]);
+                    let object = buf.encode(codec);
+                    assert_eq!(
+                        &object[..],
+                        &encode(&data, codec)[..],
+                        "{len} {codec:?} parts of {part}"
+                    );
+                    assert_eq!(decode(&object).expect("decode"), data);
                 }
-                assert_eq!(buf.data(), &data[..]);
-                let object = buf.encode(codec);
-                assert_eq!(&object[..], &encode(&data, codec)[..], "{len} {codec:?}");
-                assert_eq!(decode(&object).expect("decode"), data);
             }
         }
     }
