@@ -32,12 +32,17 @@ const FLOOR: usize = 4;
 const GROW_BELOW: f64 = 2.0;
 /// Estimated uploads queued above which the limit shrinks.
 const SHRINK_ABOVE: f64 = 4.0;
-/// Uploads smaller than this say little about the server's queue (their
-/// latency is the request's own overhead) and are not counted.
-const SAMPLE_BYTES: usize = 1 << 20;
+/// Uploads smaller than half a block say little about the server's queue
+/// (their latency is mostly the request's own overhead) and are not
+/// counted; the size of a block is the volume's (64 KiB to 16 MiB).
+fn sample_bytes(block_size: usize) -> usize {
+    block_size / 2
+}
 
 pub(crate) struct UploadLimit {
     permits: Arc<Semaphore>,
+    /// Uploads at least this big are counted.
+    sample_bytes: usize,
     /// Permits out now.
     active: std::sync::atomic::AtomicUsize,
     max: usize,
@@ -78,11 +83,12 @@ enum Step {
 }
 
 impl UploadLimit {
-    pub(crate) fn new(max: usize) -> Arc<UploadLimit> {
+    pub(crate) fn new(max: usize, block_size: usize) -> Arc<UploadLimit> {
         let max = max.max(1);
         let floor = FLOOR.min(max);
         Arc::new(UploadLimit {
             permits: Arc::new(Semaphore::new(floor)),
+            sample_bytes: sample_bytes(block_size),
             active: std::sync::atomic::AtomicUsize::new(0),
             max,
             floor,
@@ -124,7 +130,7 @@ impl UploadLimit {
     /// other upload of ours out), and moves the limit at the end of a
     /// round.
     fn observe(&self, bytes: usize, latency: Duration, alone: bool) {
-        if bytes < SAMPLE_BYTES {
+        if bytes < self.sample_bytes {
             return;
         }
         let per_mib = latency.div_f64(bytes as f64 / (1 << 20) as f64);
@@ -219,7 +225,7 @@ mod tests {
     /// `n` uploads in flight is `latency(n)`, all slots busy; the limits
     /// chosen, round by round.
     fn run(max: usize, rounds: usize, latency: impl Fn(usize) -> Duration) -> Vec<usize> {
-        let limit = UploadLimit::new(max);
+        let limit = UploadLimit::new(max, 4 << 20);
         let mut seen = Vec::new();
         for _ in 0..rounds {
             let n = limit.current();
@@ -250,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_server_that_slows_down_later_sheds_uploads() {
-        let limit = UploadLimit::new(20);
+        let limit = UploadLimit::new(20, 4 << 20);
         for _ in 0..20 {
             let n = limit.current();
             for _ in 0..n {
@@ -269,7 +275,7 @@ mod tests {
 
     #[test]
     fn an_upload_alone_tells_the_store_has_room_again() {
-        let limit = UploadLimit::new(20);
+        let limit = UploadLimit::new(20, 4 << 20);
         let rounds = |limit: &Arc<UploadLimit>, n: usize, latency: &dyn Fn(usize) -> Duration| {
             for _ in 0..n {
                 let k = limit.current();
@@ -293,7 +299,7 @@ mod tests {
 
     #[test]
     fn small_objects_and_a_low_maximum_leave_the_limit_alone() {
-        let limit = UploadLimit::new(20);
+        let limit = UploadLimit::new(20, 4 << 20);
         for _ in 0..100 {
             limit.observe(64 << 10, Duration::from_millis(1), false);
         }
@@ -302,9 +308,21 @@ mod tests {
         assert!(seen.iter().all(|&l| l == 2), "{seen:?}");
     }
 
+    #[test]
+    fn volumes_with_small_blocks_count_their_blocks() {
+        let limit = UploadLimit::new(20, 256 << 10);
+        for _ in 0..10 {
+            let n = limit.current();
+            for _ in 0..n {
+                limit.observe(256 << 10, Duration::from_millis(5), false);
+            }
+        }
+        assert_eq!(limit.current(), 20);
+    }
+
     #[tokio::test]
     async fn permits_follow_the_limit_down_and_up() {
-        let limit = UploadLimit::new(20);
+        let limit = UploadLimit::new(20, 4 << 20);
         let mut held = Vec::new();
         for _ in 0..4 {
             held.push(limit.acquire().await);

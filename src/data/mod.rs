@@ -176,7 +176,7 @@ impl DataStore {
             codec,
             meta,
             objects,
-            uploads: limit::UploadLimit::new(max_uploads),
+            uploads: limit::UploadLimit::new(max_uploads, block_size as usize),
             max_uploads,
             buffer: Arc::new(Semaphore::new(buffer_units)),
             buffer_bytes: buffer_units as u64 * BUFFER_UNIT_BYTES,
