@@ -221,20 +221,29 @@ impl Drop for UploadPermit {
 mod tests {
     use super::*;
 
-    /// Runs `rounds` rounds of uploads against a server whose latency for
-    /// `n` uploads in flight is `latency(n)`, all slots busy; the limits
-    /// chosen, round by round.
-    fn run(max: usize, rounds: usize, latency: impl Fn(usize) -> Duration) -> Vec<usize> {
-        let limit = UploadLimit::new(max, 4 << 20);
+    /// Runs `rounds` rounds of uploads of `bytes` on `limit` against a
+    /// server whose latency for `n` uploads in flight is `latency(n)`, all
+    /// slots busy; the limits chosen, round by round.
+    fn rounds(
+        limit: &UploadLimit,
+        rounds: usize,
+        bytes: usize,
+        latency: impl Fn(usize) -> Duration,
+    ) -> Vec<usize> {
         let mut seen = Vec::new();
         for _ in 0..rounds {
             let n = limit.current();
             for _ in 0..n {
-                limit.observe(4 << 20, latency(n), false);
+                limit.observe(bytes, latency(n), false);
             }
             seen.push(limit.current());
         }
         seen
+    }
+
+    /// As [`rounds`], on a fresh limit of `max` with 4 MiB blocks.
+    fn run(max: usize, n: usize, latency: impl Fn(usize) -> Duration) -> Vec<usize> {
+        rounds(&UploadLimit::new(max, 4 << 20), n, 4 << 20, latency)
     }
 
     #[test]
@@ -257,43 +266,29 @@ mod tests {
     #[test]
     fn a_server_that_slows_down_later_sheds_uploads() {
         let limit = UploadLimit::new(20, 4 << 20);
-        for _ in 0..20 {
-            let n = limit.current();
-            for _ in 0..n {
-                limit.observe(4 << 20, Duration::from_millis(40), false);
-            }
-        }
+        rounds(&limit, 20, 4 << 20, |_| Duration::from_millis(40));
         assert_eq!(limit.current(), 20);
-        for _ in 0..200 {
-            let n = limit.current();
-            for _ in 0..n {
-                limit.observe(4 << 20, Duration::from_millis(15 * n as u64), false);
-            }
-        }
+        rounds(&limit, 200, 4 << 20, |n| {
+            Duration::from_millis(15 * n as u64)
+        });
         assert!(limit.current() <= 8, "{}", limit.current());
     }
 
     #[test]
     fn an_upload_alone_tells_the_store_has_room_again() {
         let limit = UploadLimit::new(20, 4 << 20);
-        let rounds = |limit: &Arc<UploadLimit>, n: usize, latency: &dyn Fn(usize) -> Duration| {
-            for _ in 0..n {
-                let k = limit.current();
-                for _ in 0..k {
-                    limit.observe(4 << 20, latency(k), false);
-                }
-            }
-        };
-        rounds(&limit, 40, &|k| Duration::from_millis(15 * k as u64));
+        rounds(&limit, 40, 4 << 20, |k| {
+            Duration::from_millis(15 * k as u64)
+        });
         let busy = limit.current();
         assert!(busy <= 8, "{busy}");
         // The store now answers in 100 ms however many are out: slower than
         // the base learned, so the queue looks long and nothing changes...
-        rounds(&limit, 40, &|_| Duration::from_millis(100));
+        rounds(&limit, 40, 4 << 20, |_| Duration::from_millis(100));
         assert!(limit.current() <= busy, "{}", limit.current());
         // ...until an upload alone shows 100 ms is the store's own time.
         limit.observe(4 << 20, Duration::from_millis(100), true);
-        rounds(&limit, 40, &|_| Duration::from_millis(100));
+        rounds(&limit, 40, 4 << 20, |_| Duration::from_millis(100));
         assert_eq!(limit.current(), 20);
     }
 
@@ -311,12 +306,7 @@ mod tests {
     #[test]
     fn volumes_with_small_blocks_count_their_blocks() {
         let limit = UploadLimit::new(20, 256 << 10);
-        for _ in 0..10 {
-            let n = limit.current();
-            for _ in 0..n {
-                limit.observe(256 << 10, Duration::from_millis(5), false);
-            }
-        }
+        rounds(&limit, 10, 256 << 10, |_| Duration::from_millis(5));
         assert_eq!(limit.current(), 20);
     }
 
