@@ -120,13 +120,14 @@ impl PageBuf {
                 0,
             )
         };
-        if ptr == libc::MAP_FAILED {
-            let e = std::io::Error::last_os_error();
-            pool().live -= 1;
-            return Err(e);
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| std::io::Error::other("mmap returned a null mapping"))?;
+        let ptr = match NonNull::new(ptr.cast::<u8>()) {
+            Some(p) if ptr != libc::MAP_FAILED => p,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                pool().live -= 1;
+                return Err(e);
+            }
+        };
         Ok(PageBuf { ptr, len })
     }
 
