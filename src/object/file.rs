@@ -40,11 +40,8 @@ impl FileStore {
         }
         Ok(self.root.join(rel))
     }
-}
 
-impl FileStore {
-    /// The whole object, read in parts into a page buffer (each part
-    /// handed to `feed`).
+    /// The whole object, read in parts (each part handed to `feed`).
     async fn read(&self, key: &str, feed: Option<super::Feed>) -> ObjectResult<bytes::Bytes> {
         let path = self.path(key)?;
         let key = key.to_string();
