@@ -98,19 +98,70 @@ fn header_bytes(codec: Codec, data: &[u8], crc: u32) -> [u8; HEADER_BYTES as usi
 /// Writes the CRC of each piece of `data` into `table` (4 bytes each) in
 /// one pass and returns the CRC of the whole, combined from the pieces'.
 fn write_table(data: &[u8], table: &mut [u8]) -> u32 {
-    let mut whole = crc32fast::Hasher::new();
-    for (piece, slot) in data
-        .chunks(PIECE_BYTES as usize)
-        .zip(table.chunks_exact_mut(4))
-    {
-        let crc = crc32fast::hash(piece);
-        slot.copy_from_slice(&crc.to_be_bytes());
-        whole.combine(&crc32fast::Hasher::new_with_initial_len(
-            crc,
-            piece.len() as u64,
-        ));
+    let mut pieces = PieceCrcs::default();
+    pieces.update(data);
+    pieces.finish();
+    pieces.fill(table);
+    pieces.whole(data.len() as u64)
+}
+
+/// The CRCs of a block's pieces, computed as its bytes go by (the writer
+/// copying them in, a reader reading them), while they are in the CPU's
+/// caches.
+#[derive(Default)]
+struct PieceCrcs {
+    /// CRCs of the whole pieces so far.
+    crcs: Vec<u32>,
+    /// The piece under way and its bytes so far.
+    piece: crc32fast::Hasher,
+    piece_bytes: u64,
+}
+
+impl PieceCrcs {
+    /// The next bytes of the data.
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = ((PIECE_BYTES - self.piece_bytes) as usize).min(data.len());
+            self.piece.update(&data[..take]);
+            self.piece_bytes += take as u64;
+            data = &data[take..];
+            if self.piece_bytes == PIECE_BYTES {
+                self.crcs.push(std::mem::take(&mut self.piece).finalize());
+                self.piece_bytes = 0;
+            }
+        }
     }
-    whole.finalize()
+
+    /// Bytes seen so far.
+    fn bytes(&self) -> u64 {
+        self.crcs.len() as u64 * PIECE_BYTES + self.piece_bytes
+    }
+
+    /// Ends the data: the last, partial piece gets its CRC.
+    fn finish(&mut self) {
+        if self.piece_bytes > 0 {
+            self.crcs.push(std::mem::take(&mut self.piece).finalize());
+            self.piece_bytes = 0;
+        }
+    }
+
+    /// Writes the pieces' CRCs into a block's table (4 bytes each).
+    fn fill(&self, table: &mut [u8]) {
+        for (crc, slot) in self.crcs.iter().zip(table.chunks_exact_mut(4)) {
+            slot.copy_from_slice(&crc.to_be_bytes());
+        }
+    }
+
+    /// The CRC of the whole data (after [`PieceCrcs::finish`]), combined
+    /// from the pieces'.
+    fn whole(&self, data_len: u64) -> u32 {
+        let mut whole = crc32fast::Hasher::new();
+        for (i, crc) in self.crcs.iter().enumerate() {
+            let len = PIECE_BYTES.min(data_len.saturating_sub(i as u64 * PIECE_BYTES));
+            whole.combine(&crc32fast::Hasher::new_with_initial_len(*crc, len));
+        }
+        whole.finalize()
+    }
 }
 
 /// A block being filled by a writer, with room in front of its data for
@@ -124,10 +175,7 @@ pub struct BlockBuf {
     /// Bytes in use, the room included.
     len: usize,
     room: usize,
-    /// CRCs of the whole pieces so far, and of the piece being filled.
-    crcs: Vec<u32>,
-    piece: crc32fast::Hasher,
-    piece_bytes: u64,
+    pieces: PieceCrcs,
 }
 
 impl BlockBuf {
@@ -137,9 +185,7 @@ impl BlockBuf {
             buf: PageBuf::or_abort(room + block_size),
             len: room,
             room,
-            crcs: Vec::with_capacity(pieces(block_size as u64) as usize),
-            piece: crc32fast::Hasher::new(),
-            piece_bytes: 0,
+            pieces: PieceCrcs::default(),
         }
     }
 
@@ -166,17 +212,7 @@ impl BlockBuf {
         }
         self.buf[self.len..end].copy_from_slice(data);
         self.len = end;
-        let mut copied = data;
-        while !copied.is_empty() {
-            let take = ((PIECE_BYTES - self.piece_bytes) as usize).min(copied.len());
-            self.piece.update(&copied[..take]);
-            self.piece_bytes += take as u64;
-            copied = &copied[take..];
-            if self.piece_bytes == PIECE_BYTES {
-                self.crcs.push(std::mem::take(&mut self.piece).finalize());
-                self.piece_bytes = 0;
-            }
-        }
+        self.pieces.update(&self.buf[end - data.len()..end]);
     }
 
     pub fn data(&self) -> &[u8] {
@@ -191,22 +227,10 @@ impl BlockBuf {
         if codec != Codec::None || HEADER_BYTES as usize + table != self.room {
             return encode(self.data(), codec).into();
         }
-        if self.piece_bytes > 0 {
-            self.crcs.push(std::mem::take(&mut self.piece).finalize());
-        }
+        self.pieces.finish();
         let (head, data) = self.buf[..self.len].split_at_mut(self.room);
-        let mut whole = crc32fast::Hasher::new();
-        let sizes = data.chunks(PIECE_BYTES as usize).map(<[u8]>::len);
-        for ((crc, size), slot) in self
-            .crcs
-            .iter()
-            .zip(sizes)
-            .zip(head[HEADER_BYTES as usize..].chunks_exact_mut(4))
-        {
-            slot.copy_from_slice(&crc.to_be_bytes());
-            whole.combine(&crc32fast::Hasher::new_with_initial_len(*crc, size as u64));
-        }
-        let crc = whole.finalize();
+        self.pieces.fill(&mut head[HEADER_BYTES as usize..]);
+        let crc = self.pieces.whole(data.len() as u64);
         head[..HEADER_BYTES as usize].copy_from_slice(&header_bytes(Codec::None, data, crc));
         Bytes::from_owner(Filled {
             buf: self.buf,
@@ -320,11 +344,9 @@ pub struct PieceCheck {
     /// Header and table size, once the header is in.
     head_len: Option<usize>,
     data_len: u64,
-    /// CRC of the piece being read, and its bytes so far.
-    piece: crc32fast::Hasher,
-    piece_bytes: u64,
-    pieces_checked: u64,
-    whole: crc32fast::Hasher,
+    pieces: PieceCrcs,
+    /// Pieces compared with the table so far.
+    checked: usize,
     /// Set when the check cannot vouch for the object: compressed, out of
     /// order, too long, or a mismatch.
     given_up: bool,
@@ -376,29 +398,21 @@ impl PieceCheck {
             self.head.extend_from_slice(&part[..take]);
             part = &part[take..];
         }
-        while !part.is_empty() {
-            let index = self.pieces_checked;
-            let piece_len = PIECE_BYTES.min(self.data_len.saturating_sub(index * PIECE_BYTES));
-            if piece_len == 0 {
+        if self.pieces.bytes() + part.len() as u64 > self.data_len {
+            self.given_up = true;
+            return;
+        }
+        self.pieces.update(part);
+        if self.pieces.bytes() == self.data_len {
+            self.pieces.finish();
+        }
+        while self.checked < self.pieces.crcs.len() {
+            let at = HEADER_BYTES as usize + self.checked * 4;
+            if self.head[at..at + 4] != self.pieces.crcs[self.checked].to_be_bytes() {
                 self.given_up = true;
                 return;
             }
-            let take = ((piece_len - self.piece_bytes) as usize).min(part.len());
-            self.piece.update(&part[..take]);
-            self.piece_bytes += take as u64;
-            part = &part[take..];
-            if self.piece_bytes == piece_len {
-                let crc = std::mem::take(&mut self.piece).finalize();
-                let at = HEADER_BYTES as usize + index as usize * 4;
-                if self.head[at..at + 4] != crc.to_be_bytes() {
-                    self.given_up = true;
-                    return;
-                }
-                self.whole
-                    .combine(&crc32fast::Hasher::new_with_initial_len(crc, piece_len));
-                self.pieces_checked += 1;
-                self.piece_bytes = 0;
-            }
+            self.checked += 1;
         }
     }
 
@@ -411,13 +425,13 @@ impl PieceCheck {
             && self
                 .head_len
                 .is_some_and(|n| n as u64 + self.data_len == object.len() as u64)
-            && self.pieces_checked == pieces(self.data_len)
+            && self.checked as u64 == pieces(self.data_len)
             && object.starts_with(&self.head);
         if !complete {
             return decode_owned(object);
         }
         let crc = u32::from_be_bytes([self.head[12], self.head[13], self.head[14], self.head[15]]);
-        if self.whole.finalize() != crc {
+        if self.pieces.whole(self.data_len) != crc {
             return decode_owned(object);
         }
         let start = self.head_len.unwrap_or(0);
