@@ -7,7 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use common::{engines, runtime, EngineUnderTest};
-use jfs::kv::{Db, DbOptions, FaultConfig, KeyRange};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use jfs::kv::{
+    CommitRequest, Db, DbOptions, Engine, EngineTxn, FaultConfig, KeyRange, KvError, KvResult,
+    Limits, Value,
+};
 use jfs::meta::{Ctx, FileKind, Meta, MetaError, SliceRecord, Volume, ROOT_INO};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -27,6 +34,9 @@ fn main() {
         }),
         ("two_clients_appending_slices_keep_every_slice", |e| {
             runtime().block_on(appends(e))
+        }),
+        ("a_create_whose_reply_was_lost_is_applied_once", |e| {
+            runtime().block_on(lost_create_reply(e))
         }),
     ];
     let mut trials = Vec::new();
@@ -307,6 +317,180 @@ async fn appends(engine: Arc<EngineUnderTest>) -> Result<(), Failed> {
     let attr = clients[0].getattr(ino).await.map_err(|e| e.to_string())?;
     if attr.length != 2 * EACH * 4096 {
         return Err(format!("length {}", attr.length).into());
+    }
+    Ok(())
+}
+
+/// What runs between a commit and its lost reply.
+type Between = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// An engine whose next commit, once armed, is applied, then `Between`
+/// runs (another client acting), then the reply is lost: the caller gets
+/// `MaybeCommitted` and must retry without applying its change twice.
+struct ReplyLost {
+    inner: Arc<dyn Engine>,
+    armed: Arc<Mutex<Option<Between>>>,
+}
+
+struct ReplyLostTxn {
+    inner: Box<dyn EngineTxn>,
+    armed: Arc<Mutex<Option<Between>>>,
+}
+
+#[async_trait::async_trait]
+impl Engine for ReplyLost {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+
+    async fn begin(&self) -> KvResult<Box<dyn EngineTxn>> {
+        Ok(Box::new(ReplyLostTxn {
+            inner: self.inner.begin().await?,
+            armed: self.armed.clone(),
+        }))
+    }
+
+    async fn sync(&self) -> KvResult<()> {
+        self.inner.sync().await
+    }
+}
+
+#[async_trait::async_trait]
+impl EngineTxn for ReplyLostTxn {
+    async fn get(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        self.inner.get(key).await
+    }
+
+    async fn batch_get(&mut self, keys: &[Vec<u8>]) -> KvResult<Vec<Option<Value>>> {
+        self.inner.batch_get(keys).await
+    }
+
+    async fn get_tracked(&mut self, key: &[u8]) -> KvResult<Option<Value>> {
+        self.inner.get_tracked(key).await
+    }
+
+    async fn batch_get_tracked(&mut self, keys: &[Vec<u8>]) -> KvResult<Vec<Option<Value>>> {
+        self.inner.batch_get_tracked(keys).await
+    }
+
+    async fn finish(self: Box<Self>) -> KvResult<()> {
+        self.inner.finish().await
+    }
+
+    async fn scan(
+        &mut self,
+        range: &KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> KvResult<Vec<(Vec<u8>, Value)>> {
+        self.inner.scan(range, limit, reverse).await
+    }
+
+    async fn commit(self: Box<Self>, request: CommitRequest) -> KvResult<()> {
+        let between = if request.mutations.is_empty() {
+            None
+        } else {
+            self.armed.lock().unwrap().take()
+        };
+        self.inner.commit(request).await?;
+        match between {
+            Some(between) => {
+                between().await;
+                Err(KvError::MaybeCommitted("test: reply lost".into()))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// mkdir and mknod whose commit is applied but whose reply is lost, while
+/// another client renames the new entry away before the retry: the retry
+/// must recognise its inode, not create it again under the old name (which
+/// would give one directory two parents, or a file two entries and one
+/// link).
+async fn lost_create_reply(engine: Arc<EngineUnderTest>) -> Result<(), Failed> {
+    let opened = engine.open();
+    let armed: Arc<Mutex<Option<Between>>> = Arc::default();
+    let options = DbOptions {
+        strict_limits: true,
+        ..Default::default()
+    };
+    let lossy = Db::new(
+        Arc::new(ReplyLost {
+            inner: opened.engine(),
+            armed: armed.clone(),
+        }),
+        options.clone(),
+    );
+    let clean = Db::new(opened.engine(), options);
+    Meta::format(&clean, &volume(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let writer = Meta::load(lossy).await.map_err(|e| e.to_string())?;
+    let other = Arc::new(Meta::load(clean).await.map_err(|e| e.to_string())?);
+    let ctx = Ctx::root();
+    let (away, _) = other
+        .mkdir(&ctx, ROOT_INO, b"away", 0o777)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Takes the writer's first batch of inode ids, so that the next
+    // commits are the creates themselves.
+    writer
+        .mkdir(&ctx, ROOT_INO, b"warm", 0o777)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (name, kind) in [("dir", FileKind::Directory), ("file", FileKind::File)] {
+        let o = other.clone();
+        *armed.lock().unwrap() = Some(Box::new(move || {
+            Box::pin(async move {
+                o.rename(
+                    &Ctx::root(),
+                    ROOT_INO,
+                    name.as_bytes(),
+                    away,
+                    name.as_bytes(),
+                    0,
+                )
+                .await
+                .expect("the other client's rename");
+            })
+        }));
+        let (ino, _) = match kind {
+            FileKind::Directory => writer.mkdir(&ctx, ROOT_INO, name.as_bytes(), 0o777).await,
+            _ => {
+                writer
+                    .mknod(&ctx, ROOT_INO, name.as_bytes(), kind, 0o644, 0)
+                    .await
+            }
+        }
+        .map_err(|e| format!("{name}: {e}"))?;
+        if armed.lock().unwrap().is_some() {
+            return Err(format!("{name}: the create's reply was not lost").into());
+        }
+        if let Ok((again, _)) = other.lookup(&ctx, ROOT_INO, name.as_bytes()).await {
+            return Err(format!(
+                "{name} (inode {ino}) was created again under its first name (inode {again}) \
+                 after it had been renamed away"
+            )
+            .into());
+        }
+        let (moved, _) = other
+            .lookup(&ctx, away, name.as_bytes())
+            .await
+            .map_err(|e| format!("{name} renamed away: {e}"))?;
+        let attr = other.getattr(ino).await.map_err(|e| e.to_string())?;
+        let links = if kind == FileKind::Directory { 2 } else { 1 };
+        if moved != ino || attr.parent != away || attr.nlink != links {
+            return Err(format!(
+                "{name}: entry {moved}, inode {ino} parent {} nlink {}",
+                attr.parent, attr.nlink
+            )
+            .into());
+        }
     }
     Ok(())
 }

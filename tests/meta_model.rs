@@ -778,7 +778,8 @@ async fn shared_tree(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> 
             for _ in 0..ops {
                 let dir = known[rng.usize(..known.len())];
                 let name = NAMES[rng.usize(..NAMES.len())];
-                let result = match rng.u8(..10) {
+                let op = rng.u8(..10);
+                let result = match op {
                     0..=2 => client
                         .mkdir(&ctx, dir, name, 0o777)
                         .await
@@ -806,16 +807,32 @@ async fn shared_tree(o: Opened, clients: u64, ops: usize) -> Result<(), Failed> 
                     }
                 };
                 if let Err(MetaError::Kv(e)) = result {
-                    return Err(Failed::from(format!("client {c}: {e}")));
+                    let what = ["mkdir", "mkdir", "mkdir", "mknod", "rmdir", "unlink"]
+                        .get(op as usize)
+                        .unwrap_or(&"rename");
+                    return Err(Failed::from(format!("client {c}: {what} in {dir}: {e}")));
                 }
             }
             Ok(())
         }));
     }
+    let mut first_error = None;
     for h in handles {
-        h.await.map_err(|e| e.to_string())??;
+        if let Err(e) = h.await.map_err(|e| e.to_string())? {
+            first_error.get_or_insert(e);
+        }
     }
-    check_consistency(&meta, &o.clean).await
+    let consistent = check_consistency(&meta, &o.clean).await;
+    match (first_error, consistent) {
+        (None, consistent) => consistent,
+        (Some(e), Ok(())) => Err(e),
+        (Some(e), Err(c)) => Err(format!(
+            "{}; and then: {}",
+            e.message().unwrap_or_default(),
+            c.message().unwrap_or_default()
+        )
+        .into()),
+    }
 }
 
 /// The whole store agrees with itself: every inode with keys is reachable

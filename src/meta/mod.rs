@@ -3,7 +3,10 @@
 //! Every operation is one transaction run by the retry runner. Writes are
 //! idempotent under `MaybeCommitted`: ids are allocated before the
 //! transaction, and a retry after an unknown outcome recognises its own
-//! effect (the entry it created, the slice it appended) instead of failing.
+//! effect (the inode it created, the slice it appended) instead of failing
+//! or applying it twice. What cannot be recognised is a created inode that
+//! another client removed in between: the retry creates it again, an empty
+//! node, never a second link to a live one.
 //! Read-only operations use snapshot reads. The schema is `schema/README.md`.
 
 mod access;

@@ -308,14 +308,16 @@ impl Meta {
         let now = Timestamp::now();
         let created = self
             .txn("create", |tx| async move {
-                let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
-                if let Some((_, existing)) = found {
-                    if tx.after_maybe_committed() && existing == ino {
-                        let attr = load_attr(&tx, ino, false)
-                            .await?
-                            .ok_or(MetaError::Errno(libc::EIO))?;
+                // `ino` is this call's alone: if it has attributes, an
+                // attempt whose reply was lost made them, wherever its
+                // entry is now (another client may have renamed it).
+                if tx.after_maybe_committed() {
+                    if let Some(attr) = load_attr(&tx, ino, false).await? {
                         return Ok((ino, attr));
                     }
+                }
+                let (dir, found) = writable_dir(&tx, ctx, parent, name).await?;
+                if found.is_some() {
                     return errno(libc::EEXIST);
                 }
                 self.check_quota(&tx, MIN_SPACE_BYTES, 1).await?;
@@ -751,7 +753,7 @@ impl Meta {
                 if !ctx.is_root() && !ctx.can(&src, W_OK) {
                     return errno(libc::EACCES);
                 }
-                check_not_ancestor(&tx, src_ino, dst_parent).await?;
+                check_not_ancestor(&tx, src_ino, dst_parent, &dst_dir).await?;
             }
             if exchange {
                 let Some((dst_ino, mut dst_attr)) = dst_attr else {
@@ -761,7 +763,7 @@ impl Meta {
                     if !ctx.is_root() && !ctx.can(&dst_attr, W_OK) {
                         return errno(libc::EACCES);
                     }
-                    check_not_ancestor(&tx, dst_ino, src_parent).await?;
+                    check_not_ancestor(&tx, dst_ino, src_parent, &src_dir).await?;
                 }
                 tx.put(
                     keys::dentry(src_parent, src_name),
@@ -1060,9 +1062,16 @@ impl Meta {
 }
 
 /// EINVAL if `dir` is `moving` or lies below it. Reads every ancestor of
-/// `dir` tracked, so a concurrent rename that changes the chain conflicts.
-async fn check_not_ancestor(tx: &Txn, moving: Ino, dir: Ino) -> MetaResult<()> {
-    let mut current = dir;
+/// `dir` tracked, so a concurrent rename that changes the chain conflicts;
+/// `dir`'s own record (`dir_attr`) the caller has read tracked already.
+async fn check_not_ancestor(tx: &Txn, moving: Ino, dir: Ino, dir_attr: &Attr) -> MetaResult<()> {
+    if dir == moving {
+        return errno(libc::EINVAL);
+    }
+    if dir == ROOT_INO {
+        return Ok(());
+    }
+    let mut current = dir_attr.parent;
     for _ in 0..MAX_DEPTH {
         if current == moving {
             return errno(libc::EINVAL);
@@ -1070,7 +1079,8 @@ async fn check_not_ancestor(tx: &Txn, moving: Ino, dir: Ino) -> MetaResult<()> {
         if current == ROOT_INO {
             return Ok(());
         }
-        let attr = load_attr(tx, current, true)
+        // The record alone holds the parent: one read per level.
+        let attr = load_attr_record(tx, current, true)
             .await?
             .ok_or(MetaError::Errno(libc::ENOENT))?;
         current = attr.parent;
