@@ -424,7 +424,7 @@ async fn lost_create_reply(engine: Arc<EngineUnderTest>) -> Result<(), Failed> {
             inner: opened.engine(),
             armed: armed.clone(),
         }),
-        options.clone(),
+        options,
     );
     let clean = Db::new(opened.engine(), options);
     Meta::format(&clean, &volume(), false)
