@@ -297,6 +297,13 @@ fn query_error(e: &tokio_postgres::Error) -> KvError {
         Some(c) if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::TOO_MANY_CONNECTIONS => {
             KvError::Transient(format!("postgres: {}", db_message(e)))
         }
+        // The connection's transaction failed earlier (its error went
+        // unseen): nothing of it commits, and the connection is not reused
+        // (`begin` and `commit` drop a connection that answered an error
+        // they could not clear). Retrying on another one is right.
+        Some(c) if *c == SqlState::IN_FAILED_SQL_TRANSACTION => {
+            KvError::Transient(format!("postgres: {}", db_message(e)))
+        }
         Some(_) => KvError::Fatal(format!("postgres: {}", db_message(e))),
         None => KvError::Transient(format!("postgres: {e}")),
     }
@@ -610,6 +617,9 @@ impl EngineTxn for PostgresTxn {
         let mut attempt = 0;
         let mut snapshot_rows = Some(snapshot_rows);
         let mut expected: Option<Vec<(i64, Key, Value)>> = None;
+        // Whether the connection is known to be outside a transaction
+        // when the loop ends, so that the next user may begin one.
+        let mut reusable = true;
         let outcome = loop {
             attempt += 1;
             let written = match snapshot_rows.take() {
@@ -629,9 +639,10 @@ impl EngineTxn for PostgresTxn {
                     Ok(()) => break Ok(()),
                     Err(e) if is_retryable(&e) => Err(query_error(&e)),
                     Err(e) if e.code().is_none() => {
+                        reusable = false;
                         break Err(KvError::MaybeCommitted(format!(
                             "postgres: connection lost during commit: {e}"
-                        )))
+                        )));
                     }
                     Err(e) => Err(query_error(&e)),
                 },
@@ -642,13 +653,16 @@ impl EngineTxn for PostgresTxn {
             if writer.client.is_closed() {
                 break result;
             }
-            let _ = writer.client.batch_execute("ROLLBACK").await;
+            if writer.client.batch_execute("ROLLBACK").await.is_err() {
+                reusable = false;
+                break result;
+            }
             if !retry || attempt >= COMMIT_ATTEMPTS {
                 break result;
             }
             pause_before_retry(attempt, 200).await;
         };
-        if !writer.client.is_closed() {
+        if reusable && !writer.client.is_closed() {
             self.inner
                 .pool
                 .lock()
