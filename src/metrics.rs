@@ -182,6 +182,8 @@ pub struct Gauges {
     pub pending_uploads: u64,
     /// Blocks allowed to upload at once now (see `data::limit`).
     pub upload_limit: u64,
+    /// Decoded blocks kept in the memory cache now.
+    pub memory_cache_bytes: u64,
 }
 
 /// Everything, as Prometheus's text exposition format (version 0.0.4).
@@ -302,6 +304,12 @@ pub fn render(gauges: Gauges) -> String {
         "Blocks allowed to upload at once now (up to --max-uploads, fewer while the store is slow to answer).",
         gauges.upload_limit as f64,
     );
+    gauge(
+        &mut out,
+        "jfs_memory_cache_bytes",
+        "Decoded blocks kept in memory now (read ahead, or read and likely read again).",
+        gauges.memory_cache_bytes as f64,
+    );
     out
 }
 
@@ -346,6 +354,7 @@ pub fn snapshot(gauges: Gauges) -> Value {
         "buffer_limit_bytes": gauges.buffer_limit_bytes,
         "pending_uploads": gauges.pending_uploads,
         "upload_limit": gauges.upload_limit,
+        "memory_cache_bytes": gauges.memory_cache_bytes,
     })
 }
 

@@ -287,3 +287,52 @@ async fn short_sequential_bursts_fetch_nothing_ahead() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(gets.load(Ordering::SeqCst), 4, "one fetch per block read");
 }
+
+/// A file read from start to end keeps in memory the blocks read ahead and
+/// not yet read, not everything it read: the memory cache does not fill
+/// with blocks a stream is done with (the kernel's page cache has them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_leaves_no_read_blocks_in_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
+    let mut volume = common::volume("stream");
+    volume.block_size_bytes = BLOCK;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    let blocks = 40usize;
+    // Room for the whole file: only the reader's choice keeps it small.
+    let store =
+        DataStore::new(meta.clone(), objects, 4, 2 * blocks * BLOCK as usize).expect("store");
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await
+        .expect("create");
+    let data: Vec<u8> = (0..blocks * BLOCK as usize)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let mut w = FileWriter::new(store.clone(), ino);
+    w.write(0, &data).await.expect("write");
+    w.flush().await.expect("flush");
+    let reader = FileReader::new(store.clone(), ino);
+    let mut most = 0;
+    for at in (0..data.len()).step_by(16 << 10) {
+        let got = reader
+            .read(at as u64, 16 << 10, data.len() as u64)
+            .await
+            .expect("read");
+        assert_eq!(&got[..], &data[at..at + got.len()], "at {at}");
+        most = most.max(store.memory_cache_bytes());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let kept = store.memory_cache_bytes();
+    // The read-ahead window (4 uploads at once: 4 blocks, and the one it
+    // reaches into), the block being read and the one before it until the
+    // read is half through, at most; without dropping what was read, 25.
+    assert!(
+        most <= 8 * BLOCK as usize && kept <= 3 * BLOCK as usize,
+        "memory cache held up to {} blocks, {} after the read",
+        most / BLOCK as usize,
+        kept / BLOCK as usize
+    );
+    assert!(most > 0, "the stream read nothing ahead");
+}

@@ -500,6 +500,12 @@ fn metrics_endpoint_and_stats_show_a_live_mount() {
     // Uploads allowed at once: between the floor (4) and --max-uploads.
     let uploads = metric(&text, "jfs_upload_limit");
     assert!((4.0..=20.0).contains(&uploads), "upload limit {uploads}");
+    // Within the default memory cache (64 MiB).
+    let kept = metric(&text, "jfs_memory_cache_bytes");
+    assert!(
+        (0.0..=(64u64 << 20) as f64).contains(&kept),
+        "memory cache {kept}"
+    );
     metric(
         &text,
         "jfs_cache_requests_total{cache=\"memory\",result=\"hit\"}",

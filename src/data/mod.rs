@@ -210,7 +210,13 @@ impl DataStore {
             buffer_limit_bytes: self.buffer_bytes,
             pending_uploads: self.pending_uploads() as u64,
             upload_limit: self.uploads.current() as u64,
+            memory_cache_bytes: self.memory_cache_bytes() as u64,
         }
+    }
+
+    /// Bytes of decoded blocks in the memory cache now.
+    pub fn memory_cache_bytes(&self) -> usize {
+        self.cache.bytes()
     }
 
     /// Buffer memory in use now, in bytes.

@@ -29,7 +29,9 @@ pub struct BlockCache {
     inner: Mutex<CacheInner>,
 }
 
-type Fetch = Arc<OnceCell<Bytes>>;
+/// A fetch under way: the block, and whether its fetcher kept it in the
+/// cache.
+type Fetch = Arc<OnceCell<(Bytes, bool)>>;
 
 #[derive(Default)]
 struct CacheInner {
@@ -74,6 +76,19 @@ impl BlockCache {
             if let Some(gone) = inner.blocks.remove(&oldest) {
                 inner.bytes -= gone.len();
             }
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Drops `key`'s block, if kept.
+    fn remove(&self, key: &str) {
+        let mut inner = self.lock();
+        if let Some(gone) = inner.blocks.remove(key) {
+            inner.bytes -= gone.len();
+            inner.order.retain(|k| k != key);
         }
     }
 
@@ -123,15 +138,26 @@ impl DataStore {
         }
         crate::metrics::memory_cache(false);
         let slot = self.cache.fetch_slot(&key);
-        let result = slot
-            .get_or_try_init(|| self.fetch_block(id, key.clone(), len))
+        // The fetch that keeps its block puts it in the cache before anyone
+        // waiting on it wakes: a reader that then reads on and drops the
+        // block (a stream done with it) drops it for good.
+        let result: DataResult<(Bytes, bool)> = slot
+            .get_or_try_init(|| async {
+                let block = self.fetch_block(id, key.clone(), len).await?;
+                if keep {
+                    self.cache.insert(key.clone(), block.clone());
+                }
+                Ok((block, keep))
+            })
             .await
             .cloned();
         self.cache.fetch_done(&key);
-        if let (true, Ok(block)) = (keep, &result) {
+        let (block, kept) = result?;
+        if keep && !kept {
+            // Joined a fetch that did not keep the block.
             self.cache.insert(key, block.clone());
         }
-        result
+        Ok(block)
     }
 
     async fn fetch_block(&self, id: u64, key: String, len: u32) -> DataResult<Bytes> {
@@ -647,6 +673,17 @@ impl FileReader {
             Some(block) => block,
             None => self.store.block(id, index as u32, block_len, keep).await?,
         };
+        // A stream half through a block is done with the one before: the
+        // kernel's page cache keeps its pages, the disk cache its object,
+        // and the memory cache is left to blocks read ahead and not yet
+        // read, instead of holding what was read until it is full. (Not at
+        // the block's end: the kernel's reads of one block may arrive out
+        // of order.)
+        if index > 0 && within >= bs / 2 && within < bs / 2 + n && self.streaming() {
+            self.store
+                .cache
+                .remove(&block_key(id, index as u32 - 1, bs as u32));
+        }
         Ok(block.slice(within as usize..(within + n) as usize))
     }
 }
