@@ -310,9 +310,21 @@ async fn a_stream_leaves_no_read_blocks_in_memory() {
     let data: Vec<u8> = (0..blocks * BLOCK as usize)
         .map(|i| (i % 251) as u8)
         .collect();
+    // Eight slices of five blocks: a block is dropped once the next is
+    // half read, in the same slice or the next.
     let mut w = FileWriter::new(store.clone(), ino);
-    w.write(0, &data).await.expect("write");
-    w.flush().await.expect("flush");
+    for part in data.chunks(5 * BLOCK as usize).enumerate() {
+        let (i, bytes) = part;
+        w.write((i * 5 * BLOCK as usize) as u64, bytes)
+            .await
+            .expect("write");
+        w.flush().await.expect("flush");
+    }
+    assert_eq!(
+        meta.read_chunk(ino, 0).await.expect("records").len(),
+        8,
+        "one slice per part"
+    );
     let reader = FileReader::new(store.clone(), ino);
     let mut most = 0;
     for at in (0..data.len()).step_by(16 << 10) {

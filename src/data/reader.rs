@@ -333,6 +333,10 @@ struct ReadPattern {
     run: u64,
     window: u64,
     requested_to: u64,
+    /// The block being read, and the one read before it while the read
+    /// of this one is not yet half through (see `FileReader::block_part`).
+    reading: Option<String>,
+    behind: Option<String>,
 }
 
 /// Bytes a file must be read in sequence before read-ahead starts: the
@@ -427,6 +431,30 @@ impl FileReader {
             .unwrap_or_else(|p| p.into_inner())
             .window
             > 0
+    }
+
+    /// A stream half through a block is done with the block it read
+    /// before (of the same slice or not): the kernel's page cache keeps its
+    /// pages, the disk cache its object, and the memory cache is left to
+    /// blocks read ahead and not yet read instead of holding what was read
+    /// until it is full. Not at the block's end: the kernel's reads of one
+    /// block may arrive out of order.
+    fn done_behind(&self, key: String, half_through: bool) {
+        let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
+        if p.window == 0 {
+            p.reading = None;
+            p.behind = None;
+            return;
+        }
+        if p.reading.as_ref() != Some(&key) {
+            p.behind = p.reading.replace(key);
+        }
+        if half_through {
+            if let Some(done) = p.behind.take() {
+                drop(p);
+                self.store.cache.remove(&done);
+            }
+        }
     }
 
     /// Drops the chunk records this reader keeps: the file changed.
@@ -673,17 +701,7 @@ impl FileReader {
             Some(block) => block,
             None => self.store.block(id, index as u32, block_len, keep).await?,
         };
-        // A stream half through a block is done with the one before: the
-        // kernel's page cache keeps its pages, the disk cache its object,
-        // and the memory cache is left to blocks read ahead and not yet
-        // read, instead of holding what was read until it is full. (Not at
-        // the block's end: the kernel's reads of one block may arrive out
-        // of order.)
-        if index > 0 && within >= bs / 2 && within < bs / 2 + n && self.streaming() {
-            self.store
-                .cache
-                .remove(&block_key(id, index as u32 - 1, bs as u32));
-        }
+        self.done_behind(key, within >= bs / 2);
         Ok(block.slice(within as usize..(within + n) as usize))
     }
 }
