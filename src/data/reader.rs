@@ -334,7 +334,7 @@ struct ReadPattern {
     window: u64,
     requested_to: u64,
     /// The block being read, and the one read before it while the read
-    /// of this one is not yet half through (see `FileReader::block_part`).
+    /// of this one is not yet half through (see `FileReader::done_behind`).
     reading: Option<String>,
     behind: Option<String>,
 }
