@@ -35,15 +35,21 @@ fn mib_s(bytes: usize, secs: f64) -> f64 {
 }
 
 async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64) {
-    let block = bytes::Bytes::from(vec![7u8; BLOCK]);
+    // As many distinct blocks as uploads in flight (80 MiB, more than the
+    // L3 cache): one shared buffer would be PUT from cache-hot memory,
+    // which no writer's blocks are.
+    let blocks: Vec<bytes::Bytes> = (0..DEFAULT_MAX_UPLOADS)
+        .map(|i| bytes::Bytes::from(vec![i as u8; BLOCK]))
+        .collect();
     let sem = Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_UPLOADS));
     let count = total / BLOCK;
+    settle();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..count {
         let (objects, block, permit) = (
             objects.clone(),
-            block.clone(),
+            blocks[i % blocks.len()].clone(),
             sem.clone().acquire_owned().await,
         );
         tasks.push(tokio::spawn(async move {
@@ -110,6 +116,7 @@ async fn main() {
         .await
         .expect("create");
     let buf = vec![3u8; IO];
+    settle();
     let start = Instant::now();
     for i in 0..total / IO {
         writer

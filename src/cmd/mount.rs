@@ -376,6 +376,9 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
                 read_only: args.read_only,
                 xattr: args.enable_xattr,
                 attr_cache: secs(args.attr_cache),
+                // With both timeouts zero the user asked for every answer
+                // to be current: no recent snapshots either.
+                recent_reads: args.attr_cache > 0.0 && args.entry_cache > 0.0,
             },
         );
         let record = MountRecord {

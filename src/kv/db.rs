@@ -68,16 +68,25 @@ impl Db {
 
     /// A single transaction attempt, without retries.
     pub async fn begin(&self) -> KvResult<Txn> {
-        self.begin_attempt(false).await
+        self.begin_attempt(false, false).await
     }
 
-    pub(crate) async fn begin_attempt(&self, after_maybe_committed: bool) -> KvResult<Txn> {
-        let engine_txn = self.engine.begin().await?;
+    pub(crate) async fn begin_attempt(
+        &self,
+        after_maybe_committed: bool,
+        recent: bool,
+    ) -> KvResult<Txn> {
+        let engine_txn = if recent {
+            self.engine.begin_recent().await?
+        } else {
+            self.engine.begin().await?
+        };
         Ok(Txn::new(
             engine_txn,
             self.engine.name(),
             self.limits,
             after_maybe_committed,
+            recent,
         ))
     }
 
@@ -90,7 +99,7 @@ impl Db {
         F: FnMut(Txn) -> Fut,
         Fut: Future<Output = KvResult<T>>,
     {
-        retry::run(self, name, false, body).await
+        retry::run(self, name, false, false, body).await
     }
 
     /// As [`Db::run`], and also retried after `MaybeCommitted`.
@@ -99,7 +108,19 @@ impl Db {
         F: FnMut(Txn) -> Fut,
         Fut: Future<Output = KvResult<T>>,
     {
-        retry::run(self, name, true, body).await
+        retry::run(self, name, true, false, body).await
+    }
+
+    /// Runs `body` as a read-only transaction that may read a recent past
+    /// snapshot (see [`Engine::begin_recent`](super::Engine::begin_recent)):
+    /// for answers that may be that old anyway, such as those the kernel
+    /// caches. A retry reads the newest snapshot; a write is an error.
+    pub async fn run_recent<T, F, Fut>(&self, name: &str, body: F) -> KvResult<T>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = KvResult<T>>,
+    {
+        retry::run(self, name, true, true, body).await
     }
 
     /// Up to `limit` entries of `range` read in a transaction of their own

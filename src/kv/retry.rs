@@ -80,10 +80,14 @@ impl RetryPolicy {
 /// Runs `body` in a fresh transaction and commits, retrying on retryable
 /// errors. `MaybeCommitted` is retried only when `idempotent`; otherwise it
 /// is returned to the caller, who alone knows whether applying twice is safe.
+/// A `recent` transaction's first attempt may read a recent snapshot; its
+/// retries read the newest, so a change notice still on its way cannot
+/// make them conflict again.
 pub(crate) async fn run<T, F, Fut>(
     db: &Db,
     name: &str,
     idempotent: bool,
+    recent: bool,
     mut body: F,
 ) -> KvResult<T>
 where
@@ -103,7 +107,9 @@ where
         let span = tracing::debug_span!("txn", name, attempt = attempts);
         tracing::trace!(txn = name, attempt = attempts, "transaction");
         let result = async {
-            let txn = db.begin_attempt(after_maybe_committed).await?;
+            let txn = db
+                .begin_attempt(after_maybe_committed, recent && attempts == 1)
+                .await?;
             let value = body(txn.clone()).await?;
             txn.commit().await?;
             Ok(value)

@@ -56,6 +56,9 @@ struct TxnInner {
     limits: Limits,
     started: Instant,
     after_maybe_committed: bool,
+    /// Begun with [`Engine::begin_recent`](super::Engine::begin_recent):
+    /// may not write.
+    recent: bool,
     reader: Mutex<Option<Box<dyn EngineTxn>>>,
     buffer: SyncMutex<WriteBuffer>,
 }
@@ -72,6 +75,7 @@ impl Txn {
         engine_name: &'static str,
         limits: Limits,
         after_maybe_committed: bool,
+        recent: bool,
     ) -> Txn {
         Txn {
             inner: Arc::new(TxnInner {
@@ -79,6 +83,7 @@ impl Txn {
                 limits,
                 started: Instant::now(),
                 after_maybe_committed,
+                recent,
                 reader: Mutex::new(Some(engine_txn)),
                 buffer: SyncMutex::new(WriteBuffer::default()),
             }),
@@ -321,6 +326,12 @@ impl Txn {
         let buffer = std::mem::take(&mut *self.lock_buffer());
         if buffer.writes.is_empty() {
             return engine_txn.finish().await;
+        }
+        if self.inner.recent {
+            return Err(KvError::Fatal(format!(
+                "{}: a transaction reading a recent snapshot tried to write (a bug: use an ordinary transaction)",
+                self.inner.engine_name
+            )));
         }
         self.check_age()?;
         let request = CommitRequest {

@@ -253,6 +253,16 @@ pub trait Engine: Send + Sync + 'static {
     fn limits(&self) -> Limits;
     /// Starts a transaction reading at a consistent snapshot.
     async fn begin(&self) -> KvResult<Box<dyn EngineTxn>>;
+
+    /// Starts a read-only transaction whose snapshot may be a recent past
+    /// one instead of the newest: still one consistent state of the
+    /// store, but possibly missing commits whose change notices have not
+    /// reached this process yet. An engine that is told of changes (Redis)
+    /// answers such reads from what it knows without a round trip; the
+    /// others begin an ordinary transaction.
+    async fn begin_recent(&self) -> KvResult<Box<dyn EngineTxn>> {
+        self.begin().await
+    }
     /// Makes every acknowledged commit durable against power loss.
     async fn sync(&self) -> KvResult<()>;
 

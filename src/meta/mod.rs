@@ -245,33 +245,64 @@ impl Meta {
     /// its writes and is returned; KV errors are retried by the runner.
     /// Bodies must be safe to run again after `MaybeCommitted` (see the
     /// module documentation).
-    pub(crate) async fn txn<T, F, Fut>(&self, name: &'static str, mut body: F) -> MetaResult<T>
+    pub(crate) async fn txn<T, F, Fut>(&self, name: &'static str, body: F) -> MetaResult<T>
     where
         F: FnMut(Txn) -> Fut,
         Fut: Future<Output = MetaResult<T>>,
     {
-        let result = self
-            .db
-            .run_idempotent(name, |tx| {
-                let fut = body(tx.clone());
-                async move {
-                    match fut.await {
-                        Ok(v) => Ok(Ok(v)),
-                        Err(MetaError::Kv(e)) => Err(e),
-                        Err(other) => {
-                            tx.discard_writes();
-                            Ok(Err(other))
-                        }
+        self.run_txn(name, false, body).await
+    }
+
+    /// Runs `body` as one transaction; a `recent` one is read-only and may
+    /// read a recent past snapshot of the store (one consistent state,
+    /// missing at most the commits whose change notices have not reached
+    /// this process: see [`crate::kv::Engine::begin_recent`]). Recent
+    /// reads are for answers the kernel keeps for its cache timeouts
+    /// anyway; never for open (close-to-open).
+    async fn run_txn<T, F, Fut>(
+        &self,
+        name: &'static str,
+        recent: bool,
+        mut body: F,
+    ) -> MetaResult<T>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = MetaResult<T>>,
+    {
+        let attempt = |tx: Txn| {
+            let fut = body(tx.clone());
+            async move {
+                match fut.await {
+                    Ok(v) => Ok(Ok(v)),
+                    Err(MetaError::Kv(e)) => Err(e),
+                    Err(other) => {
+                        tx.discard_writes();
+                        Ok(Err(other))
                     }
                 }
-            })
-            .await?;
+            }
+        };
+        let result = if recent {
+            self.db.run_recent(name, attempt).await?
+        } else {
+            self.db.run_idempotent(name, attempt).await?
+        };
         result
     }
 
     /// Attributes of `ino`.
     pub async fn getattr(&self, ino: Ino) -> MetaResult<Attr> {
-        self.txn("getattr", |tx| async move {
+        self.getattr_at(ino, false).await
+    }
+
+    /// [`Meta::getattr`] at a recent snapshot (see [`crate::kv::Engine::begin_recent`]):
+    /// for the kernel, which keeps the answer for its attribute timeout.
+    pub async fn getattr_recent(&self, ino: Ino) -> MetaResult<Attr> {
+        self.getattr_at(ino, true).await
+    }
+
+    async fn getattr_at(&self, ino: Ino, recent: bool) -> MetaResult<Attr> {
+        self.run_txn("getattr", recent, |tx| async move {
             load_attr(&tx, ino, false)
                 .await?
                 .ok_or(MetaError::Errno(libc::ENOENT))

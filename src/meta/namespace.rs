@@ -179,8 +179,29 @@ async fn is_empty_dir(tx: &Txn, ino: Ino) -> MetaResult<bool> {
 impl Meta {
     /// Looks `name` up in `parent`.
     pub async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> MetaResult<(Ino, Attr)> {
+        self.lookup_at(ctx, parent, name, false).await
+    }
+
+    /// [`Meta::lookup`] at a recent snapshot (see [`crate::kv::Engine::begin_recent`]):
+    /// for the kernel, which keeps the answer for its entry timeout.
+    pub async fn lookup_recent(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+    ) -> MetaResult<(Ino, Attr)> {
+        self.lookup_at(ctx, parent, name, true).await
+    }
+
+    async fn lookup_at(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        recent: bool,
+    ) -> MetaResult<(Ino, Attr)> {
         check_name(name)?;
-        self.txn("lookup", |tx| async move {
+        self.run_txn("lookup", recent, |tx| async move {
             // Root may search any directory, and the kernel asks only in
             // directories: its lookups read the entry and the inode only.
             let dir = if ctx.is_root() && name != b".." {

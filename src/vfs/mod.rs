@@ -51,6 +51,11 @@ pub struct VfsOptions {
     /// attributes this mount read are kept as long (see `dirs`). Zero
     /// keeps nothing.
     pub attr_cache: Duration,
+    /// Answer the kernel's lookups and getattrs at a recent snapshot (see
+    /// [`crate::kv::Engine::begin_recent`]): for a mount whose kernel keeps
+    /// entries and attributes for a while anyway. Off, every answer is
+    /// read at the newest snapshot.
+    pub recent_reads: bool,
 }
 
 enum Handle {
@@ -174,7 +179,11 @@ impl Vfs {
     }
 
     pub async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> VfsResult<(Ino, Attr)> {
-        let (ino, attr) = self.meta.lookup(ctx, parent, name).await?;
+        let (ino, attr) = if self.options.recent_reads {
+            self.meta.lookup_recent(ctx, parent, name).await?
+        } else {
+            self.meta.lookup(ctx, parent, name).await?
+        };
         Ok((ino, self.local_view(ino, attr)))
     }
 
@@ -187,7 +196,11 @@ impl Vfs {
             Err(ticket) => ticket,
         };
         let read_at = Instant::now();
-        let attr = self.meta.getattr(ino).await?;
+        let attr = if self.options.recent_reads {
+            self.meta.getattr_recent(ino).await?
+        } else {
+            self.meta.getattr(ino).await?
+        };
         self.dirs.learn(ino, &attr, read_at, ticket);
         Ok((self.local_view(ino, attr), self.options.attr_cache))
     }

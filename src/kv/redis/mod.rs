@@ -56,6 +56,8 @@ use redis::aio::ConnectionManager;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 use tokio::sync::OnceCell;
 
+mod feed;
+
 use super::url::{Credentials, Endpoint};
 use super::{
     key_after, CommitRequest, Engine, EngineTxn, Key, KeyRange, KvError, KvResult, Limits,
@@ -78,7 +80,8 @@ const LIMITS: Limits = Limits {
 /// Entries fetched per ZRANGEBYLEX inside the scan script.
 const SCAN_BATCH: usize = 256;
 
-/// KEYS of every script, in this order: c v n i t h.
+/// KEYS of every script, in this order: c v n i t h, then the change
+/// notice channel (not a key; only the commit script uses it).
 /// ARGV: snapshot ('' for the current version), then the keys. Versions
 /// and values come from one HMGET each per 1,000 keys (Lua's unpack has a
 /// stack limit), not two HGETs per key.
@@ -199,6 +202,7 @@ local function counter(op, cur, operand)
   return struct.pack('<I4I4', lo, (hi + ohi + carry) % 4294967296)
 end
 local version = redis.call('INCR', KEYS[1])
+local changed = {}
 while pos <= #ARGV do
   local op, key, operand = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2]
   pos = pos + 3
@@ -206,8 +210,10 @@ while pos <= #ARGV do
     if redis.call('HDEL', KEYS[2], key) == 1 then
       redis.call('HSET', KEYS[3], key, version)
       redis.call('ZADD', KEYS[5], version, key)
+      changed[#changed + 1] = struct.pack('>H', #key) .. key
     end
   else
+    changed[#changed + 1] = struct.pack('>H', #key) .. key
     local value = operand
     if op ~= 'p' then
       value = counter(op, redis.call('HGET', KEYS[2], key) or '', operand)
@@ -230,6 +236,11 @@ for j = 1, #old, 2 do
   if tonumber(old[j + 1]) > horizon then horizon = tonumber(old[j + 1]) end
 end
 if #old > 0 then redis.call('SET', KEYS[6], horizon) end
+-- The change notice (see feed.rs); a user without channel rights still
+-- commits.
+if #changed > 0 then
+  redis.pcall('PUBLISH', KEYS[7], version .. '\n' .. table.concat(changed))
+end
 return version
 "#;
 
@@ -267,39 +278,149 @@ struct Scripts {
 /// What this process last saw of keys: value and version. Tracked reads
 /// are answered from it and the commit (or `finish`) checks that each
 /// answer's version is still the key's version; a stale entry costs a
-/// retry, never a wrong answer.
+/// retry, never a wrong answer. With the change feed subscribed (see
+/// `feed`), the entries it vouches for also answer recent-snapshot reads
+/// without a round trip.
 #[derive(Default)]
-struct Known(Mutex<HashMap<Key, (Option<Value>, u64)>>);
+struct Known(Mutex<KnownState>);
+
+#[derive(Default)]
+struct KnownState {
+    entries: HashMap<Key, Seen>,
+    feed: Option<feed::Feed>,
+}
+
+struct Seen {
+    value: Option<Value>,
+    /// The key's version (its last write).
+    version: u64,
+    /// The commit version at which `value` was known to be the key's.
+    asof: u64,
+    /// Learned with the feed subscribed and not before the newest notice
+    /// then applied: any later change of the key will be noticed and
+    /// forget it, so until then the entry holds.
+    noticed: bool,
+}
 
 /// Entries kept before the cache starts over.
 const KNOWN_CAPACITY: usize = 200_000;
 
 impl Known {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Option<Value>, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KnownState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn learn(&self, entries: impl IntoIterator<Item = (Key, Option<Value>, u64)>) {
-        let mut map = self.lock();
+    /// Learns keys' values and versions as they were at commit `asof`.
+    fn learn(&self, asof: u64, entries: impl IntoIterator<Item = (Key, Option<Value>, u64)>) {
+        let mut state = self.lock();
+        let noticed = state.feed.as_ref().is_some_and(|f| asof >= f.seen);
+        let map = &mut state.entries;
         for (key, value, version) in entries {
             if map.len() >= KNOWN_CAPACITY {
                 map.clear();
             }
             match map.get(&key) {
-                // Never replace a newer version with an older one.
-                Some((_, known)) if *known > version => {}
+                // Never replace what was known later with what was known
+                // earlier.
+                Some(known) if known.asof > asof => {}
                 _ => {
-                    map.insert(key, (value, version));
+                    map.insert(
+                        key,
+                        Seen {
+                            value,
+                            version,
+                            asof,
+                            noticed,
+                        },
+                    );
                 }
             }
         }
     }
 
     fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) {
-        let mut map = self.lock();
+        let mut state = self.lock();
         for key in keys {
-            map.remove(key);
+            state.entries.remove(key);
         }
+    }
+
+    fn install(&self, feed: feed::Feed) {
+        self.lock().feed = Some(feed);
+    }
+
+    /// Applies what the feed's socket holds; on a lost feed, nothing is
+    /// vouched for any more.
+    fn drain(state: &mut KnownState) {
+        let Some(feed) = state.feed.as_mut() else {
+            return;
+        };
+        match feed.drain() {
+            feed::Drained::Live(notices) => {
+                for notice in notices {
+                    for key in notice.keys {
+                        if state
+                            .entries
+                            .get(&key)
+                            .is_some_and(|known| known.asof < notice.version)
+                        {
+                            state.entries.remove(&key);
+                        }
+                    }
+                }
+            }
+            feed::Drained::Lost(why) => {
+                tracing::debug!(%why, "redis: change notices lost");
+                Self::lose(state);
+            }
+        }
+    }
+
+    fn lose(state: &mut KnownState) {
+        state.feed = None;
+        for known in state.entries.values_mut() {
+            known.noticed = false;
+        }
+    }
+
+    /// The feed task's turn: applies notices and pings. False when the
+    /// feed is gone (lost now or before).
+    fn tend(&self) -> bool {
+        let mut state = self.lock();
+        Self::drain(&mut state);
+        let Some(feed) = state.feed.as_mut() else {
+            return false;
+        };
+        if feed.ping() {
+            return true;
+        }
+        Self::lose(&mut state);
+        false
+    }
+
+    /// Answers for `keys` at a recent snapshot, from what the feed vouches
+    /// for: the snapshot `at` (or, if none yet, the newest state noticed)
+    /// and per key its value, or `None` where nothing is known. `None`
+    /// when the feed is not subscribed or not current.
+    fn recent(&self, keys: &[&Key], at: Option<u64>) -> Option<(u64, Vec<Option<Option<Value>>>)> {
+        let mut state = self.lock();
+        Self::drain(&mut state);
+        let feed = state.feed.as_ref().filter(|f| f.current())?;
+        let at = at.unwrap_or(feed.seen);
+        if at > feed.seen {
+            return None;
+        }
+        let answers = keys
+            .iter()
+            .map(|key| {
+                state
+                    .entries
+                    .get(*key)
+                    .filter(|known| known.noticed && known.asof <= at)
+                    .map(|known| known.value.clone())
+            })
+            .collect();
+        Some((at, answers))
     }
 }
 
@@ -307,8 +428,10 @@ pub struct RedisEngine {
     info: redis::ConnectionInfo,
     /// Where the server is, for messages (no password).
     address: String,
-    keys: Arc<[String; 6]>,
+    keys: Arc<[String; 7]>,
     conn: OnceCell<ConnectionManager>,
+    /// Where the change feed subscribes; `None` over TLS.
+    feed: Option<feed::FeedTarget>,
     scripts: Arc<Scripts>,
     /// The newest commit version this process has seen (read or written).
     latest: Arc<AtomicU64>,
@@ -361,12 +484,26 @@ impl RedisEngine {
             .map_err(|e| KvError::Fatal(format!("redis: {e}")))?
             .set_redis_settings(settings);
         let prefix = param(params, "prefix").unwrap_or("jfs");
-        let keys = ["c", "v", "n", "i", "t", "h"].map(|k| format!("{prefix}:{k}"));
+        // Channels are server-wide, not per database: the name says both.
+        let channel = format!("{prefix}:changes:{db}");
+        let keys = ["c", "v", "n", "i", "t", "h", "-"].map(|k| match k {
+            "-" => channel.clone(),
+            k => format!("{prefix}:{k}"),
+        });
+        let feed = (!tls).then(|| feed::FeedTarget {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            user: credentials.user.clone(),
+            password: credentials.password.clone(),
+            channel: channel.clone(),
+            counter: keys[0].clone(),
+        });
         Ok(RedisEngine {
             info,
             address: format!("{}{endpoint}/{db}", if tls { "rediss://" } else { "" }),
             keys: Arc::new(keys),
             conn: OnceCell::new(),
+            feed,
             scripts: Arc::new(Scripts {
                 read: Script::new(READ),
                 scan: Script::new(SCAN),
@@ -388,13 +525,39 @@ impl RedisEngine {
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(Some(Duration::from_secs(10)))
                     .set_number_of_retries(2);
-                client
+                let conn = client
                     .get_connection_manager_with_config(config)
                     .await
-                    .map_err(|e| connect_error(&self.address, &e))
+                    .map_err(|e| connect_error(&self.address, &e))?;
+                if let Some(target) = &self.feed {
+                    tokio::spawn(feed::run(
+                        Arc::downgrade(&self.known),
+                        target.clone(),
+                        conn.clone(),
+                    ));
+                }
+                Ok::<_, KvError>(conn)
             })
             .await?;
         Ok(conn.clone())
+    }
+}
+
+impl RedisEngine {
+    async fn begin_txn(&self, recent: bool) -> KvResult<Box<dyn EngineTxn>> {
+        Ok(Box::new(RedisTxn {
+            conn: self.conn().await?,
+
+            keys: self.keys.clone(),
+            scripts: self.scripts.clone(),
+            snapshot: None,
+            seen: HashMap::new(),
+            floor: self.latest.load(Ordering::Relaxed),
+            latest: self.latest.clone(),
+            known: self.known.clone(),
+            verify: Vec::new(),
+            recent,
+        }))
     }
 }
 
@@ -446,17 +609,11 @@ impl Engine for RedisEngine {
     }
 
     async fn begin(&self) -> KvResult<Box<dyn EngineTxn>> {
-        Ok(Box::new(RedisTxn {
-            conn: self.conn().await?,
-            keys: self.keys.clone(),
-            scripts: self.scripts.clone(),
-            snapshot: None,
-            seen: HashMap::new(),
-            floor: self.latest.load(Ordering::Relaxed),
-            latest: self.latest.clone(),
-            known: self.known.clone(),
-            verify: Vec::new(),
-        }))
+        self.begin_txn(false).await
+    }
+
+    async fn begin_recent(&self) -> KvResult<Box<dyn EngineTxn>> {
+        self.begin_txn(true).await
     }
 
     async fn sync(&self) -> KvResult<()> {
@@ -496,7 +653,7 @@ impl Engine for RedisEngine {
 
 struct RedisTxn {
     conn: ConnectionManager,
-    keys: Arc<[String; 6]>,
+    keys: Arc<[String; 7]>,
     scripts: Arc<Scripts>,
     /// The commit version this transaction reads at; fixed by its first read.
     snapshot: Option<u64>,
@@ -508,6 +665,9 @@ struct RedisTxn {
     known: Arc<Known>,
     /// Keys answered from `known`, with the version each must still have.
     verify: Vec<(Key, u64)>,
+    /// Begun with `begin_recent`: snapshot reads may be answered from
+    /// what the change feed vouches for.
+    recent: bool,
 }
 
 impl RedisTxn {
@@ -589,7 +749,9 @@ impl RedisTxn {
             self.seen.insert((*key).clone(), value.clone());
             learned.push(((*key).clone(), value, version));
         }
-        self.known.learn(learned);
+        if let Some(asof) = self.snapshot {
+            self.known.learn(asof, learned);
+        }
         Ok(())
     }
 
@@ -614,10 +776,25 @@ impl EngineTxn for RedisTxn {
     }
 
     async fn batch_get(&mut self, keys: &[Key]) -> KvResult<Vec<Option<Value>>> {
-        let missing: Vec<&Key> = keys
+        let mut missing: Vec<&Key> = keys
             .iter()
             .filter(|k| !self.seen.contains_key(*k))
             .collect();
+        if self.recent && !missing.is_empty() {
+            if let Some((at, answers)) = self.known.recent(&missing, self.snapshot) {
+                let mut rest = Vec::new();
+                for (key, answer) in missing.into_iter().zip(answers) {
+                    match answer {
+                        Some(value) => {
+                            self.snapshot = Some(at);
+                            self.seen.insert(key.clone(), value);
+                        }
+                        None => rest.push(key),
+                    }
+                }
+                missing = rest;
+            }
+        }
         self.fetch(&missing).await?;
         Ok(keys.iter().map(|k| self.seen[k].clone()).collect())
     }
@@ -638,10 +815,10 @@ impl EngineTxn for RedisTxn {
                 if self.seen.contains_key(key) {
                     continue;
                 }
-                match known.get(key) {
-                    Some((value, version)) => {
-                        self.seen.insert(key.clone(), value.clone());
-                        self.verify.push((key.clone(), *version));
+                match known.entries.get(key) {
+                    Some(known) => {
+                        self.seen.insert(key.clone(), known.value.clone());
+                        self.verify.push((key.clone(), known.version));
                     }
                     None => missing.push(key),
                 }
@@ -717,7 +894,9 @@ impl EngineTxn for RedisTxn {
             learned.push((key.clone(), Some(value.clone()), version(rest.next())?));
             entries.push((key, value));
         }
-        self.known.learn(learned);
+        if let Some(asof) = self.snapshot {
+            self.known.learn(asof, learned);
+        }
         Ok(entries)
     }
 
@@ -786,7 +965,7 @@ impl EngineTxn for RedisTxn {
                     }
                 }
                 self.known.forget(unknown);
-                self.known.learn(learned);
+                self.known.learn(v, learned);
                 Ok(())
             }
             Ok(v) => {
