@@ -14,11 +14,15 @@
 //!
 //! Notices are read whenever a recent read asks (a non-blocking read of
 //! the socket, so a notice already delivered to this host is never missed)
-//! and every [`PING_EVERY`] by the feed's task, which also pings: the
-//! answer to a ping comes after every notice published before it, so the
-//! time the last answered ping was sent bounds how old the known state is.
-//! Older than [`CURRENT_FOR`] (a connection that stopped answering), or
-//! with the connection lost, nothing is answered from it until the feed is
+//! and every [`PING_EVERY`] by the feed's task, which also checks the
+//! feed: it reads the commit counter, then pings; the answer to the ping
+//! comes after every notice published before it, so by then the notices
+//! must have reached the counter read. If they have, the state known is
+//! confirmed as of the ping; if not, some commit published no notice (a
+//! client of an older jfs, or a user without channel rights) and the
+//! feed is dropped. Known state last confirmed longer ago than
+//! [`CURRENT_FOR`] (a feed that stopped answering, or one that missed a
+//! commit), or with the feed lost, answers nothing until the feed is
 //! subscribed again. No thread is woken per commit.
 //!
 //! Not for `rediss://` (the feed speaks plain TCP): recent reads there are
@@ -63,8 +67,9 @@ pub(super) struct Feed {
     buf: Vec<u8>,
     /// Every notice up to this commit version has been applied.
     pub seen: u64,
-    /// Send times of pings not answered yet, oldest first.
-    pings: VecDeque<Instant>,
+    /// Pings not answered yet, oldest first: when each was sent and the
+    /// commit counter read just before.
+    pings: VecDeque<(Instant, u64)>,
     /// Send time of the newest answered ping: every notice published
     /// before it has been applied.
     confirmed: Instant,
@@ -129,7 +134,13 @@ impl Feed {
                         }
                     }
                     Some(Frame::Bulk(kind)) if kind == b"pong" => {
-                        if let Some(sent) = self.pings.pop_front() {
+                        if let Some((sent, counter)) = self.pings.pop_front() {
+                            if self.seen < counter {
+                                return Drained::Lost(format!(
+                                    "commits up to {counter} happened but notices only up to {}: a client that publishes none (an older jfs, or a Redis user without channel rights) writes to this volume",
+                                    self.seen
+                                ));
+                            }
                             self.confirmed = sent;
                         }
                     }
@@ -143,16 +154,17 @@ impl Feed {
         Drained::Live(notices)
     }
 
-    /// Sends a ping; false when the socket cannot take it or too many are
-    /// unanswered (the server stopped answering).
-    pub fn ping(&mut self) -> bool {
+    /// Sends a ping, to be answered after the notices of every commit up
+    /// to `counter` (read before); false when the socket cannot take it
+    /// or too many are unanswered (the server stopped answering).
+    pub fn ping(&mut self, counter: u64) -> bool {
         if PING_EVERY * self.pings.len() as u32 > 2 * CURRENT_FOR {
             return false;
         }
         let ping = command(&[b"PING"]);
         match self.stream.try_write(&ping) {
             Ok(n) if n == ping.len() => {
-                self.pings.push_back(Instant::now());
+                self.pings.push_back((Instant::now(), counter));
                 true
             }
             // A partial write of a few bytes into an empty buffer does not
@@ -345,10 +357,14 @@ pub(super) async fn run(known: Weak<Known>, target: FeedTarget, mut conn: Connec
                             pings: VecDeque::new(),
                             confirmed: Instant::now(),
                         });
-                        warned = false;
                         tracing::debug!(channel = %target.channel, "redis: change notices subscribed");
-                        if !tend(&known).await {
-                            return;
+                        match tend(&known, &target, &mut conn).await {
+                            Some(why) if !warned => {
+                                tracing::warn!("redis: change notices lost ({why}); lookups and getattrs read from the server until they are back");
+                                warned = true;
+                            }
+                            Some(why) => tracing::debug!(%why, "redis: change notices lost"),
+                            None => return,
                         }
                         RESUBSCRIBE_AFTER
                     }
@@ -377,16 +393,29 @@ pub(super) async fn run(known: Weak<Known>, target: FeedTarget, mut conn: Connec
     }
 }
 
-/// Reads and pings until the feed is lost (true) or the engine is gone
-/// (false).
-async fn tend(known: &Weak<Known>) -> bool {
+/// Reads, checks and pings until the feed is lost (why) or the engine
+/// is gone (`None`).
+async fn tend(
+    known: &Weak<Known>,
+    target: &FeedTarget,
+    conn: &mut ConnectionManager,
+) -> Option<String> {
     loop {
         tokio::time::sleep(PING_EVERY).await;
-        let Some(k) = known.upgrade() else {
-            return false;
+        let counter: redis::RedisResult<Option<u64>> = redis::cmd("GET")
+            .arg(&target.counter)
+            .query_async(conn)
+            .await;
+        let k = known.upgrade()?;
+        let counter = match counter {
+            Ok(counter) => counter.unwrap_or(0),
+            Err(e) => {
+                k.lose();
+                return Some(format!("reading the commit counter: {e}"));
+            }
         };
-        if !k.tend() {
-            return true;
+        if let Err(why) = k.tend(counter) {
+            return Some(why);
         }
     }
 }

@@ -350,11 +350,9 @@ impl Known {
     }
 
     /// Applies what the feed's socket holds; on a lost feed, nothing is
-    /// vouched for any more.
-    fn drain(state: &mut KnownState) {
-        let Some(feed) = state.feed.as_mut() else {
-            return;
-        };
+    /// vouched for any more, and the reason is returned.
+    fn drain(state: &mut KnownState) -> Option<String> {
+        let feed = state.feed.as_mut()?;
         match feed.drain() {
             feed::Drained::Live(notices) => {
                 for notice in notices {
@@ -368,46 +366,62 @@ impl Known {
                         }
                     }
                 }
+                None
             }
             feed::Drained::Lost(why) => {
-                tracing::debug!(%why, "redis: change notices lost");
-                Self::lose(state);
+                Self::drop_feed(state);
+                Some(why)
             }
         }
     }
 
-    fn lose(state: &mut KnownState) {
+    fn lose(&self) {
+        Self::drop_feed(&mut self.lock());
+    }
+
+    fn drop_feed(state: &mut KnownState) {
         state.feed = None;
         for known in state.entries.values_mut() {
             known.noticed = false;
         }
     }
 
-    /// The feed task's turn: applies notices and pings. False when the
-    /// feed is gone (lost now or before).
-    fn tend(&self) -> bool {
+    /// The feed task's turn: applies notices and pings, with the commit
+    /// counter just read. Err when the feed is gone (lost now or before).
+    fn tend(&self, counter: u64) -> Result<(), String> {
         let mut state = self.lock();
-        Self::drain(&mut state);
-        let Some(feed) = state.feed.as_mut() else {
-            return false;
-        };
-        if feed.ping() {
-            return true;
+        if let Some(why) = Self::drain(&mut state) {
+            return Err(why);
         }
-        Self::lose(&mut state);
-        false
+        let Some(feed) = state.feed.as_mut() else {
+            return Err("the feed was lost".into());
+        };
+        if feed.ping(counter) {
+            return Ok(());
+        }
+        Self::drop_feed(&mut state);
+        Err("the server stopped answering pings".into())
     }
 
     /// Answers for `keys` at a recent snapshot, from what the feed vouches
     /// for: the snapshot `at` (or, if none yet, the newest state noticed)
     /// and per key its value, or `None` where nothing is known. `None`
-    /// when the feed is not subscribed or not current.
-    fn recent(&self, keys: &[&Key], at: Option<u64>) -> Option<(u64, Vec<Option<Option<Value>>>)> {
+    /// when the feed is not subscribed or not current, or when its state
+    /// is older than `floor`, a commit this process already knows of (its
+    /// own, or one a read saw): what it has seen, it sees again.
+    fn recent(
+        &self,
+        keys: &[&Key],
+        at: Option<u64>,
+        floor: u64,
+    ) -> Option<(u64, Vec<Option<Option<Value>>>)> {
         let mut state = self.lock();
-        Self::drain(&mut state);
+        if let Some(why) = Self::drain(&mut state) {
+            tracing::debug!(%why, "redis: change notices lost");
+        }
         let feed = state.feed.as_ref().filter(|f| f.current())?;
         let at = at.unwrap_or(feed.seen);
-        if at > feed.seen {
+        if at > feed.seen || at < floor {
             return None;
         }
         let answers = keys
@@ -781,7 +795,8 @@ impl EngineTxn for RedisTxn {
             .filter(|k| !self.seen.contains_key(*k))
             .collect();
         if self.recent && !missing.is_empty() {
-            if let Some((at, answers)) = self.known.recent(&missing, self.snapshot) {
+            let floor = self.latest.load(Ordering::Relaxed);
+            if let Some((at, answers)) = self.known.recent(&missing, self.snapshot, floor) {
                 let mut rest = Vec::new();
                 for (key, answer) in missing.into_iter().zip(answers) {
                     match answer {
