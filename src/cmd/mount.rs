@@ -62,7 +62,9 @@ pub struct MountArgs {
     /// Memory for blocks being written, in MiB.
     #[arg(long, default_value_t = DEFAULT_BUFFER_BYTES >> 20)]
     pub buffer_size: u64,
-    /// Kernel attribute cache timeout, seconds.
+    /// Kernel attribute cache timeout, seconds. 0 here or in
+    /// --entry-cache also reads every lookup and getattr from the store
+    /// (on Redis they are otherwise answered from change notices).
     #[arg(long, default_value_t = 1.0)]
     pub attr_cache: f64,
     /// Kernel cache timeout of file entries, seconds.
@@ -376,8 +378,8 @@ fn serve(args: &MountArgs, ready: &mut Ready) -> CmdResult<()> {
                 read_only: args.read_only,
                 xattr: args.enable_xattr,
                 attr_cache: secs(args.attr_cache),
-                // With both timeouts zero the user asked for every answer
-                // to be current: no recent snapshots either.
+                // A zero timeout asks for answers read from the store:
+                // no recent snapshots either.
                 recent_reads: args.attr_cache > 0.0 && args.entry_cache > 0.0,
             },
         );

@@ -12,6 +12,7 @@
 //! | `P:i` | sorted set, all scores 0 | every key with a version: ordered scans (ZRANGEBYLEX compares bytes) |
 //! | `P:t` | sorted set | deleted keys (tombstones) by version |
 //! | `P:h` | string | the horizon: tombstones at or below it were dropped |
+//! | `P:changes:DB` | channel | each commit's version and keys (change notices) |
 //!
 //! Two invariants hold after every script, and the commit script relies
 //! on them to skip sorted-set updates: a key with a value in `P:v` has no
@@ -34,6 +35,13 @@
 //! that the key still has that version, and a transaction that writes
 //! nothing checks it in `finish`, with its snapshot reads. A stale answer
 //! makes the transaction conflict and retry; it never decides anything.
+//!
+//! Every commit publishes its version and the keys it wrote (see `feed`):
+//! with its feed subscribed, the engine answers recent-snapshot reads
+//! (`begin_recent`: a mount's lookups and getattrs) from what it knows,
+//! without a round trip, at the newest state the notices vouch for; a
+//! state never older than a commit this process knows of, and given up
+//! when the feed is lost or misses a commit.
 //!
 //! Deletes leave a tombstone so that later checks see them; tombstones
 //! more than [`TOMBSTONE_WINDOW`] versions old are dropped a few per
