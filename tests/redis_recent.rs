@@ -185,6 +185,28 @@ async fn recent_reads(server: String) -> Result<(), Failed> {
         tokio::task::yield_now().await;
     }
 
+    // `?notices=0`: no subscription, every recent read asks the server
+    // (and sees the newest commit); a bad value is refused with the
+    // choices.
+    let unsubscribed = open(&format!("{url}&notices=0"))?;
+    for i in 0..5u32 {
+        let value = format!("unsubscribed {i}").into_bytes();
+        put_pair(&b, &value).await?;
+        let before = script_calls(&mut conn).await?;
+        let got = read_pair(&unsubscribed).await?;
+        if got != (Some(value.clone()), Some(value)) {
+            return Err(format!("with notices=0 a recent read gave {got:?}").into());
+        }
+        if script_calls(&mut conn).await? == before {
+            return Err("with notices=0 a recent read was answered without the server".into());
+        }
+    }
+    match jfs::kv::url::open_engine(&MetaUrl::parse(&format!("{url}&notices=maybe"))?) {
+        Err(e) if e.to_string().contains("notices=0") => {}
+        Err(e) => return Err(format!("notices=maybe refused with: {e}").into()),
+        Ok(_) => return Err("notices=maybe accepted".into()),
+    }
+
     // A commit that publishes no notice, as a client of an older jfs (or
     // a user without channel rights) makes: written here by hand, the way
     // the commit script writes. The feed's check finds the counter ahead

@@ -29,7 +29,8 @@
 //! ordinary reads.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::io::{Read, Write};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -63,7 +64,10 @@ pub(super) struct FeedTarget {
 
 /// A subscribed connection and what has been applied from it.
 pub(super) struct Feed {
-    stream: Arc<tokio::net::TcpStream>,
+    /// Read with plain non-blocking syscalls, not through the runtime:
+    /// the runtime's readiness lags the socket until its driver next
+    /// polls, and a read must see every notice already delivered.
+    stream: std::net::TcpStream,
     buf: Vec<u8>,
     /// Every notice up to this commit version has been applied.
     pub seen: u64,
@@ -100,7 +104,7 @@ impl Feed {
     pub fn drain(&mut self) -> Drained {
         let mut chunk = [0u8; 16 << 10];
         loop {
-            match self.stream.try_read(&mut chunk) {
+            match (&self.stream).read(&mut chunk) {
                 Ok(0) => return Drained::Lost("the server closed the connection".into()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -162,7 +166,7 @@ impl Feed {
             return false;
         }
         let ping = command(&[b"PING"]);
-        match self.stream.try_write(&ping) {
+        match (&self.stream).write(&ping) {
             Ok(n) if n == ping.len() => {
                 self.pings.push_back((Instant::now(), counter));
                 true
@@ -344,6 +348,14 @@ pub(super) async fn run(known: Weak<Known>, target: FeedTarget, mut conn: Connec
             Ok(stream) => {
                 // Subscribed first, then the counter: every commit after
                 // the version read is noticed.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "redis: change feed socket");
+                        tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+                        continue;
+                    }
+                };
                 let counter: redis::RedisResult<Option<u64>> = redis::cmd("GET")
                     .arg(&target.counter)
                     .query_async(&mut conn)
@@ -351,7 +363,7 @@ pub(super) async fn run(known: Weak<Known>, target: FeedTarget, mut conn: Connec
                 match (counter, known.upgrade()) {
                     (Ok(version), Some(k)) => {
                         k.install(Feed {
-                            stream: Arc::new(stream),
+                            stream,
                             buf: Vec::new(),
                             seen: version.unwrap_or(0),
                             pings: VecDeque::new(),

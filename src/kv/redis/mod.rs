@@ -52,7 +52,8 @@
 //! `appendfsync always` for no loss at power failure).
 //!
 //! URL: `redis://[user][:pass]@host:6379/DB[?prefix=P]`, `rediss://` for
-//! TLS (`?insecure=1` skips host name checks).
+//! TLS (`?insecure=1` skips host name checks), `?notices=0` to read
+//! without subscribing to change notices (commits still publish them).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -477,10 +478,15 @@ impl RedisEngine {
         credentials: &Credentials,
         params: &[(String, String)],
     ) -> KvResult<RedisEngine> {
-        for (name, _) in params {
-            if name != "prefix" && name != "insecure" {
+        for (name, value) in params {
+            if !["prefix", "insecure", "notices"].contains(&name.as_str()) {
                 return Err(KvError::Fatal(format!(
-                    "unknown redis URL parameter '{name}' (known: prefix, insecure)"
+                    "unknown redis URL parameter '{name}' (known: prefix, insecure, notices)"
+                )));
+            }
+            if name == "notices" && !["0", "1"].contains(&value.as_str()) {
+                return Err(KvError::Fatal(format!(
+                    "redis URL parameter notices={value}: give notices=1 (subscribe to change notices, the default) or notices=0"
                 )));
             }
         }
@@ -512,7 +518,10 @@ impl RedisEngine {
             "-" => channel.clone(),
             k => format!("{prefix}:{k}"),
         });
-        let feed = (!tls).then(|| feed::FeedTarget {
+        // Every commit publishes; subscribing is what costs the server (a
+        // write per commit per subscriber), so it may be left out.
+        let subscribe = !tls && param(params, "notices") != Some("0");
+        let feed = subscribe.then(|| feed::FeedTarget {
             host: endpoint.host.clone(),
             port: endpoint.port,
             user: credentials.user.clone(),
