@@ -101,7 +101,8 @@ pub enum MetaUrl {
         db: u32,
         credentials: Credentials,
         /// `prefix=` puts the volume's keys under `PREFIX:` (several
-        /// volumes in one database); `insecure=1` skips TLS host checks.
+        /// volumes in one database); `insecure=1` skips TLS host checks;
+        /// `notices=0` reads without subscribing to change notices.
         params: Vec<(String, String)>,
     },
     Sqlite {
