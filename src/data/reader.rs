@@ -10,7 +10,7 @@
 //! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -351,6 +351,11 @@ pub struct FileReader {
     ino: Ino,
     pattern: Mutex<ReadPattern>,
     chunks: Arc<ChunkRecords>,
+    /// The end of the last read: a read-ahead fetch that starts only once
+    /// the reader has reached its block (a busy runtime runs it late)
+    /// leaves the block alone, or it would bring back into the memory
+    /// cache a block the stream already dropped behind it.
+    read_to: Arc<AtomicU64>,
 }
 
 /// How long an open file's chunk records are used without asking the KV
@@ -421,6 +426,7 @@ impl FileReader {
                 ..Default::default()
             }),
             chunks: Arc::default(),
+            read_to: Arc::default(),
         }
     }
 
@@ -501,6 +507,7 @@ impl FileReader {
                 _ => 0,
             };
             p.next = end;
+            self.read_to.store(end, Ordering::Relaxed);
             let from = if sequential {
                 p.requested_to.max(end)
             } else {
@@ -565,6 +572,7 @@ impl FileReader {
     /// bytes `[from, to)`.
     fn read_ahead(&self, from: u64, to: u64) {
         let (store, ino, chunks) = (self.store.clone(), self.ino, self.chunks.clone());
+        let read_to = self.read_to.clone();
         tokio::spawn(async move {
             let bs = store.block_size as u64;
             for chunk in from / CHUNK_SIZE..=(to - 1) / CHUNK_SIZE {
@@ -588,10 +596,16 @@ impl FileReader {
                     let last = (seg.offset as u64 + s_to - seg.pos as u64 - 1) / bs;
                     for index in first..=last {
                         let len = (seg.size as u64 - index * bs).min(bs) as u32;
-                        let store = store.clone();
-                        tokio::spawn(
-                            async move { store.block(seg.id, index as u32, len, true).await },
-                        );
+                        // Where the block's bytes start in the file.
+                        let block_from = chunk_start
+                            + seg.pos as u64
+                            + (index * bs).saturating_sub(seg.offset as u64);
+                        let (store, read_to) = (store.clone(), read_to.clone());
+                        tokio::spawn(async move {
+                            if read_to.load(Ordering::Relaxed) <= block_from {
+                                let _ = store.block(seg.id, index as u32, len, true).await;
+                            }
+                        });
                     }
                 }
             }
