@@ -7,7 +7,8 @@
 //! Two engines (two hosts) on one key space on the real server of
 //! JFS_TEST_REDIS; ignored without it.
 
-use jfs::kv::{Db, DbOptions, MetaUrl};
+use jfs::kv::txn::ScanOpts;
+use jfs::kv::{Db, DbOptions, KeyRange, MetaUrl};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::time::{Duration, Instant};
 
@@ -250,6 +251,304 @@ async fn recent_reads(server: String) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Recent reads of `keys` on `db` until ten in a row cost the server
+/// nothing; returns their answers. Err after 5 s.
+async fn answered_locally(
+    db: &Db,
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &[&[u8]],
+) -> Result<Vec<Option<Vec<u8>>>, Failed> {
+    let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let before = script_calls(conn).await?;
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let keys = keys.clone();
+            got = db
+                .run_recent("read keys", |tx| {
+                    let keys = keys.clone();
+                    async move { tx.snapshot_batch_get(&keys).await }
+                })
+                .await?;
+        }
+        if script_calls(conn).await? == before {
+            return Ok(got);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "recent reads of {:?} still go to the server after 5 s",
+        keys.iter()
+            .map(|k| String::from_utf8_lossy(k))
+            .collect::<Vec<_>>()
+    )
+    .into())
+}
+
+async fn recent_value(db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>, Failed> {
+    let key = key.to_vec();
+    Ok(db
+        .run_recent("read key", |tx| {
+            let key = key.clone();
+            async move { tx.snapshot_get(&key).await }
+        })
+        .await?)
+}
+
+/// Ranges known empty (a commit's promise, a complete scan): keys absent
+/// there are answered without the server; another host's key added there
+/// shows as soon as its notice has come; and a tracked read answered
+/// "absent" from a range makes the commit conflict when another host
+/// wrote the key meanwhile (a create never overwrites a name it did not
+/// see).
+async fn known_ranges(server: String) -> Result<(), Failed> {
+    let prefix = format!("ranges{:016x}", fastrand::u64(..));
+    let sep = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{sep}prefix={prefix}");
+    let (a, b) = (open(&url)?, open(&url)?);
+    let client = redis::Client::open(server.split('?').next().unwrap_or(&server))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    put_pair(&b, b"0").await?;
+    read_pair(&a).await?;
+    until_answered_locally(&a, &mut conn).await?;
+
+    // A promise: nothing under d1/ once the commit is applied.
+    a.run("promise", |tx| async move {
+        tx.put(b"dir1".to_vec(), b"made".to_vec())?;
+        tx.promise_empty(KeyRange::prefix(b"d1/"));
+        Ok(())
+    })
+    .await?;
+    let got = answered_locally(&a, &mut conn, &[b"d1/x", b"d1/y", b"dir1"]).await?;
+    if got != vec![None, None, Some(b"made".to_vec())] {
+        return Err(format!("reads in a promised range gave {got:?}").into());
+    }
+    // Outside the range nothing is known: a key never read asks.
+    let before = script_calls(&mut conn).await?;
+    recent_value(&a, b"d2/x").await?;
+    if script_calls(&mut conn).await? == before {
+        return Err("a key outside every known range was answered without the server".into());
+    }
+
+    // Another host adds a key in the range: seen once its notice came.
+    b.run("add", |tx| async move {
+        tx.put(b"d1/x".to_vec(), b"b".to_vec())
+    })
+    .await?;
+    let started = Instant::now();
+    while recent_value(&a, b"d1/x").await?.as_deref() != Some(b"b".as_slice()) {
+        if started.elapsed() > Duration::from_secs(2) {
+            return Err("another host's key in a known range unseen after 2 s".into());
+        }
+        tokio::task::yield_now().await;
+    }
+    // Its other keys are still absent, whether the range still vouches
+    // for them (the key was read back before its notice came) or not.
+    if recent_value(&a, b"d1/y").await?.is_some() {
+        return Err("a key no one wrote read as present".into());
+    }
+
+    // This host's own keys in a range keep it known.
+    a.run("promise", |tx| async move {
+        tx.put(b"dir2".to_vec(), b"made".to_vec())?;
+        tx.promise_empty(KeyRange::prefix(b"d2/"));
+        Ok(())
+    })
+    .await?;
+    a.run("own", |tx| async move {
+        tx.put(b"d2/own".to_vec(), b"a".to_vec())
+    })
+    .await?;
+    let got = answered_locally(&a, &mut conn, &[b"d2/own", b"d2/other"]).await?;
+    if got != vec![Some(b"a".to_vec()), None] {
+        return Err(format!("after this host's own key a range gave {got:?}").into());
+    }
+
+    // A tracked read answered "absent" by the range, then another host
+    // writes the key before the commit: the commit conflicts, the retry
+    // sees the other host's value and leaves it.
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let local_first_read = std::sync::atomic::AtomicBool::new(false);
+    let conn_ref = tokio::sync::Mutex::new(conn.clone());
+    a.run("create if absent", |tx| {
+        let (attempts, local_first_read, conn_ref, b) =
+            (&attempts, &local_first_read, &conn_ref, &b);
+        async move {
+            let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut conn = conn_ref.lock().await;
+            let before = script_calls(&mut conn)
+                .await
+                .map_err(|e| jfs::kv::KvError::Fatal(format!("{e:?}")))?;
+            let found = tx.get(b"d2/race").await?;
+            let after = script_calls(&mut conn)
+                .await
+                .map_err(|e| jfs::kv::KvError::Fatal(format!("{e:?}")))?;
+            if attempt == 0 {
+                local_first_read.store(before == after, std::sync::atomic::Ordering::SeqCst);
+                b.run("race", |tx| async move {
+                    tx.put(b"d2/race".to_vec(), b"b".to_vec())
+                })
+                .await?;
+            }
+            if found.is_none() {
+                tx.put(b"d2/race".to_vec(), b"a".to_vec())?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    if !local_first_read.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err("the tracked read of an absent key in a known range asked the server".into());
+    }
+    let value = recent_value(&b, b"d2/race").await?;
+    if value.as_deref() != Some(b"b".as_slice()) {
+        return Err(format!(
+            "a create over another host's key: value {value:?} after {} attempts",
+            attempts.load(std::sync::atomic::Ordering::SeqCst)
+        )
+        .into());
+    }
+
+    // A complete scan: the range holds what it returned and nothing else.
+    b.run("fill", |tx| async move {
+        tx.put(b"d3/k".to_vec(), b"1".to_vec())
+    })
+    .await?;
+    let listed = a
+        .run("list", |tx| async move {
+            Ok(tx
+                .scan(&KeyRange::prefix(b"d3/"), ScanOpts::limit(100))
+                .await?
+                .entries
+                .len())
+        })
+        .await?;
+    if listed != 1 {
+        return Err(format!("the scan listed {listed} keys, not 1").into());
+    }
+    let got = answered_locally(&a, &mut conn, &[b"d3/k", b"d3/zz"]).await?;
+    if got != vec![Some(b"1".to_vec()), None] {
+        return Err(format!("reads in a scanned range gave {got:?}").into());
+    }
+    Ok(())
+}
+
+/// Two hosts (two engines, each with its own feed) race to create the
+/// same names in directories that one made and the other listed, so both
+/// know the directories' ranges: every name is created exactly once (the
+/// loser gets EEXIST), and afterwards both hosts' lookups find every name
+/// and nothing else, while renames and unlinks by either go on.
+async fn racing_hosts(server: String) -> Result<(), Failed> {
+    use jfs::meta::{Ctx, FileKind, Meta, Volume, ROOT_INO};
+    use std::sync::Arc;
+    let prefix = format!("race{:016x}", fastrand::u64(..));
+    let sep = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{sep}prefix={prefix}");
+    let (da, db) = (open(&url)?, open(&url)?);
+    Meta::format(&da, &Volume::new("race", "mem", ""), false).await?;
+    let a = Arc::new(Meta::load(da).await?);
+    let b = Arc::new(Meta::load(db).await?);
+    let ctx = Ctx::root();
+    let names: Vec<Vec<u8>> = (0..150).map(|i| format!("n{i}").into_bytes()).collect();
+    for round in 0..4 {
+        let (dir, _) = a
+            .mkdir(&ctx, ROOT_INO, format!("d{round}").as_bytes(), 0o755)
+            .await?;
+        // The other host lists it (a complete scan), and both ask for
+        // names that are not there yet (what the kernel does before a
+        // create) until the feed answers them.
+        b.readdir(&ctx, dir, None, 1000, false).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for host in [&a, &b] {
+            for name in &names {
+                if host.lookup_recent(&ctx, dir, name).await.is_ok() {
+                    return Err("a name no one made was found".into());
+                }
+            }
+        }
+        let race = |host: Arc<Meta>, order: Vec<Vec<u8>>| async move {
+            let mut made = Vec::new();
+            for name in order {
+                let _ = host.lookup_recent(&Ctx::root(), dir, &name).await;
+                match host
+                    .mknod(&Ctx::root(), dir, &name, FileKind::File, 0o644, 0)
+                    .await
+                {
+                    Ok(_) => made.push(name),
+                    Err(jfs::meta::MetaError::Errno(libc::EEXIST)) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(made)
+        };
+        let mut reversed = names.clone();
+        if round % 2 == 1 {
+            reversed.reverse();
+        }
+        let (made_a, made_b) = tokio::join!(
+            tokio::spawn(race(a.clone(), names.clone())),
+            tokio::spawn(race(b.clone(), reversed))
+        );
+        let (made_a, made_b) = (made_a??, made_b??);
+        let mut all: Vec<Vec<u8>> = made_a.iter().chain(made_b.iter()).cloned().collect();
+        all.sort();
+        let mut want = names.clone();
+        want.sort();
+        if all != want {
+            return Err(format!(
+                "round {round}: {} creates succeeded for {} names (host a {}, host b {})",
+                all.len(),
+                names.len(),
+                made_a.len(),
+                made_b.len()
+            )
+            .into());
+        }
+        // Each host renames and unlinks what it made; both then see the
+        // same directory through ordinary lookups.
+        for (host, made) in [(&a, &made_a), (&b, &made_b)] {
+            for (i, name) in made.iter().enumerate() {
+                if i % 2 == 0 {
+                    host.unlink(&ctx, dir, name).await?;
+                } else {
+                    let mut to = name.clone();
+                    to.extend_from_slice(b".moved");
+                    host.rename(&ctx, dir, name, dir, &to, 0).await?;
+                }
+            }
+        }
+        let listed = a.readdir(&ctx, dir, None, 1000, false).await?.len();
+        let expected = made_a.len() / 2 + made_b.len() / 2;
+        for host in [&a, &b] {
+            let mut found = 0;
+            for name in &names {
+                let mut moved = name.clone();
+                moved.extend_from_slice(b".moved");
+                if host.lookup(&ctx, dir, name).await.is_ok() {
+                    return Err(format!("round {round}: an unlinked or moved name is found").into());
+                }
+                found += usize::from(host.lookup(&ctx, dir, &moved).await.is_ok());
+            }
+            if found != expected || listed != expected {
+                return Err(format!(
+                    "round {round}: {found} names found, {listed} listed, {expected} expected"
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The trials count the server's script calls, which every client adds
+/// to: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let server = std::env::var("JFS_TEST_REDIS")
@@ -257,10 +556,29 @@ fn main() {
         .filter(|v| !v.is_empty());
     let skip = server.is_none();
     let server = server.unwrap_or_default();
+    let other = server.clone();
+    let third = server.clone();
     let trials = vec![
         Trial::test("redis_recent_reads_are_current_and_local", move || {
+            let _one = one_at_a_time();
             tokio::runtime::Runtime::new()?.block_on(recent_reads(server))
         })
+        .with_ignored_flag(skip),
+        Trial::test(
+            "redis_known_ranges_answer_absent_keys_and_never_hide_a_write",
+            move || {
+                let _one = one_at_a_time();
+                tokio::runtime::Runtime::new()?.block_on(known_ranges(other))
+            },
+        )
+        .with_ignored_flag(skip),
+        Trial::test(
+            "redis_hosts_racing_to_create_make_each_name_once",
+            move || {
+                let _one = one_at_a_time();
+                tokio::runtime::Runtime::new()?.block_on(racing_hosts(third))
+            },
+        )
         .with_ignored_flag(skip),
     ];
     libtest_mimic::run(&args, trials).exit();

@@ -67,6 +67,7 @@ struct TxnInner {
 struct WriteBuffer {
     writes: BTreeMap<Key, Mutation>,
     read_conflicts: Vec<KeyRange>,
+    empty_after: Vec<KeyRange>,
 }
 
 impl Txn {
@@ -313,10 +314,24 @@ impl Txn {
         }
     }
 
+    /// Tells the engine that once this transaction commits, `range` holds
+    /// no key but those the transaction writes there: the caller knows it
+    /// (the entries of an inode it has just allocated). An engine may keep
+    /// that knowledge to answer later reads of absent keys there without
+    /// asking its server (Redis with change notices does); nothing is
+    /// checked or written.
+    pub fn promise_empty(&self, range: KeyRange) {
+        if !range.is_empty() {
+            self.lock_buffer().empty_after.push(range);
+        }
+    }
+
     /// Drops every buffered write (the reads stay), so that a commit
     /// changes nothing: for a body that found it must fail after writing.
     pub fn discard_writes(&self) {
-        self.lock_buffer().writes.clear();
+        let mut buffer = self.lock_buffer();
+        buffer.writes.clear();
+        buffer.empty_after.clear();
     }
 
     /// Commits the buffered writes. A read-only transaction commits without
@@ -337,6 +352,7 @@ impl Txn {
         let request = CommitRequest {
             mutations: buffer.writes.into_iter().collect(),
             read_conflicts: coalesce(buffer.read_conflicts),
+            empty_after: buffer.empty_after,
         };
         self.check_size(&request)?;
         engine_txn.commit(request).await

@@ -194,6 +194,10 @@ pub struct CommitRequest {
     pub mutations: Vec<(Key, Mutation)>,
     /// Sorted, non-overlapping.
     pub read_conflicts: Vec<KeyRange>,
+    /// Ranges the caller promises hold no key once the commit is applied
+    /// but those it writes there (see [`crate::kv::Txn::promise_empty`]):
+    /// knowledge an engine may keep, never something it must check.
+    pub empty_after: Vec<KeyRange>,
 }
 
 /// Limits an engine declares. The transaction layer enforces them before

@@ -364,6 +364,9 @@ impl Meta {
                     tx.put(keys::dir_mtime(ino), biased(now))?;
                     tx.put(keys::dir_ctime(ino), biased(now))?;
                     tx.add(keys::subdirs(parent), 1)?;
+                    // A new inode has no entries: lookups of names in it
+                    // need not ask the store until one is added.
+                    tx.promise_empty(keys::dentries(ino));
                 }
                 touch_dir(&tx, parent, now)?;
                 self.charge(&tx, parent, MIN_SPACE_BYTES as i64, 1)?;

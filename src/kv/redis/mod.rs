@@ -41,7 +41,11 @@
 //! (`begin_recent`: a mount's lookups and getattrs) from what it knows,
 //! without a round trip, at the newest state the notices vouch for; a
 //! state never older than a commit this process knows of, and given up
-//! when the feed is lost or misses a commit.
+//! when the feed is lost or misses a commit. Besides keys, it knows
+//! ranges that hold nothing else (a complete scan, or a commit's promise
+//! such as a new directory's entries), so a key absent there is answered
+//! too, and a tracked read of it is checked at the commit by "no version
+//! after the range's commit and the notices applied".
 //!
 //! Deletes leave a tombstone so that later checks see them; tombstones
 //! more than [`TOMBSTONE_WINDOW`] versions old are dropped a few per
@@ -55,7 +59,8 @@
 //! TLS (`?insecure=1` skips host name checks), `?notices=0` to read
 //! without subscribing to change notices (commits still publish them).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -161,7 +166,7 @@ end
 
 /// ARGV: snapshot ('' when nothing was read), tombstone window, number of
 /// keys answered from what the engine knew, then per key (key, version it
-/// must still have), number of conflict ranges,
+/// must still have: `N`, or `<N` for at most N), number of conflict ranges,
 /// then per range (start, end, kind: p point, 1 bounded, 0 to the end),
 /// then per mutation (op: p put, d delete, a add, m max; key; operand).
 /// Returns the commit version, or -1 - the current version on conflict.
@@ -174,7 +179,10 @@ local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
 local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
 for v = 1, verify do
   local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[pos]) or '0')
-  if ver ~= tonumber(ARGV[pos + 1]) then return stale end
+  local want = ARGV[pos + 1]
+  if string.sub(want, 1, 1) == '<' then
+    if ver > tonumber(string.sub(want, 2)) then return stale end
+  elseif ver ~= tonumber(want) then return stale end
   pos = pos + 2
 end
 local ranges = tonumber(ARGV[pos])
@@ -254,7 +262,7 @@ return version
 "#;
 
 /// ARGV: snapshot ('' if none), number of pairs, pairs (key, version it
-/// must still have), then keys read at the snapshot, which must not have
+/// must still have: `N`, or `<N` for at most N), then keys read at the snapshot, which must not have
 /// changed since. Returns 1, or -1 - the current version if one changed.
 const VERIFY: &str = r#"
 local snap = tonumber(ARGV[1])
@@ -263,7 +271,10 @@ local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
 local pos = 3
 for i = 1, count do
   local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[pos]) or '0')
-  if ver ~= tonumber(ARGV[pos + 1]) then return stale end
+  local want = ARGV[pos + 1]
+  if string.sub(want, 1, 1) == '<' then
+    if ver > tonumber(string.sub(want, 2)) then return stale end
+  elseif ver ~= tonumber(want) then return stale end
   pos = pos + 2
 end
 if snap then
@@ -296,7 +307,25 @@ struct Known(Mutex<KnownState>);
 #[derive(Default)]
 struct KnownState {
     entries: HashMap<Key, Seen>,
+    /// Ranges known to hold no key but those of `entries`, by start; they
+    /// never overlap.
+    ranges: BTreeMap<Key, KnownRange>,
     feed: Option<feed::Feed>,
+}
+
+/// A range in which every key without an entry in `entries` has been
+/// absent since commit `asof`: learned from a complete scan or from a
+/// commit that promised it (a new directory's entries, see
+/// [`crate::kv::Txn::promise_empty`]), with the feed subscribed and not
+/// before the newest notice then applied. Dropped as soon as that may no
+/// longer hold: a notice of a key in it that no entry learned at or after
+/// that commit covers, an entry in it forgotten, the feed lost. So a
+/// lookup of a name that is not there, in a directory this host made or
+/// listed, is answered without a round trip (the kernel asks one before
+/// every create).
+struct KnownRange {
+    end: Option<Key>,
+    asof: u64,
 }
 
 struct Seen {
@@ -313,6 +342,58 @@ struct Seen {
 
 /// Entries kept before the cache starts over.
 const KNOWN_CAPACITY: usize = 200_000;
+/// Ranges kept before they start over.
+const KNOWN_RANGES: usize = 20_000;
+
+impl KnownState {
+    /// The known range holding `key`: its start and itself.
+    fn range_of(&self, key: &[u8]) -> Option<(&Key, &KnownRange)> {
+        let (start, range) = self
+            .ranges
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
+        range
+            .end
+            .as_deref()
+            .is_none_or(|end| key < end)
+            .then_some((start, range))
+    }
+
+    /// No range vouches for `key` any more.
+    fn drop_range_of(&mut self, key: &[u8]) {
+        if let Some(start) = self.range_of(key).map(|(start, _)| start.clone()) {
+            self.ranges.remove(&start);
+        }
+    }
+
+    /// Forgets `key`, and so any range it is in (whose keys without an
+    /// entry it says are absent).
+    fn forget(&mut self, key: &[u8]) {
+        self.entries.remove(key);
+        self.drop_range_of(key);
+    }
+}
+
+/// How a commit (or `finish`) checks a tracked answer given from what the
+/// engine knew: by the key's version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// The version the entry had.
+    Exactly(u64),
+    /// At most this version: a key a known range said was absent, whose
+    /// version no one knows, and which no commit after that one touched.
+    AtMost(u64),
+}
+
+impl Expect {
+    /// As the scripts take it: `N`, or `<N` for at most N.
+    fn arg(self) -> String {
+        match self {
+            Expect::Exactly(v) => v.to_string(),
+            Expect::AtMost(v) => format!("<{v}"),
+        }
+    }
+}
 
 impl Known {
     fn lock(&self) -> std::sync::MutexGuard<'_, KnownState> {
@@ -323,11 +404,12 @@ impl Known {
     fn learn(&self, asof: u64, entries: impl IntoIterator<Item = (Key, Option<Value>, u64)>) {
         let mut state = self.lock();
         let noticed = state.feed.as_ref().is_some_and(|f| asof >= f.seen);
-        let map = &mut state.entries;
         for (key, value, version) in entries {
-            if map.len() >= KNOWN_CAPACITY {
-                map.clear();
+            if state.entries.len() >= KNOWN_CAPACITY {
+                state.entries.clear();
+                state.ranges.clear();
             }
+            let map = &mut state.entries;
             match map.get(&key) {
                 // Never replace what was known later with what was known
                 // earlier.
@@ -350,8 +432,45 @@ impl Known {
     fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) {
         let mut state = self.lock();
         for key in keys {
-            state.entries.remove(key);
+            state.forget(key);
         }
+    }
+
+    /// Learns that `range` held no key but those with an entry at commit
+    /// `asof`; kept only while the feed can tell of later changes to it.
+    fn learn_range(&self, range: &KeyRange, asof: u64) {
+        let mut state = self.lock();
+        let noticed = state.feed.as_ref().is_some_and(|f| asof >= f.seen);
+        if !noticed || range.is_empty() {
+            return;
+        }
+        if state.ranges.len() >= KNOWN_RANGES {
+            state.ranges.clear();
+        }
+        // What overlaps the new range goes: the one holding its start and
+        // those starting inside it.
+        let mut overlapping: Vec<Key> = state
+            .range_of(&range.start)
+            .map(|(start, _)| start.clone())
+            .into_iter()
+            .collect();
+        overlapping.extend(
+            state
+                .ranges
+                .range::<[u8], _>((Bound::Included(range.start.as_slice()), Bound::Unbounded))
+                .take_while(|(start, _)| range.contains(start))
+                .map(|(start, _)| start.clone()),
+        );
+        for start in overlapping {
+            state.ranges.remove(&start);
+        }
+        state.ranges.insert(
+            range.start.clone(),
+            KnownRange {
+                end: range.end.clone(),
+                asof,
+            },
+        );
     }
 
     fn install(&self, feed: feed::Feed) {
@@ -366,12 +485,14 @@ impl Known {
             feed::Drained::Live(notices) => {
                 for notice in notices {
                     for key in notice.keys {
-                        if state
+                        // An entry learned at or after the change covers
+                        // it (this host's own commit, or a later read).
+                        let covered = state
                             .entries
                             .get(&key)
-                            .is_some_and(|known| known.asof < notice.version)
-                        {
-                            state.entries.remove(&key);
+                            .is_some_and(|known| known.asof >= notice.version);
+                        if !covered {
+                            state.forget(&key);
                         }
                     }
                 }
@@ -390,6 +511,7 @@ impl Known {
 
     fn drop_feed(state: &mut KnownState) {
         state.feed = None;
+        state.ranges.clear();
         for known in state.entries.values_mut() {
             known.noticed = false;
         }
@@ -435,12 +557,13 @@ impl Known {
         }
         let answers = keys
             .iter()
-            .map(|key| {
-                state
-                    .entries
-                    .get(*key)
-                    .filter(|known| known.noticed && known.asof <= at)
-                    .map(|known| known.value.clone())
+            .map(|key| match state.entries.get(*key) {
+                Some(known) => (known.noticed && known.asof <= at).then(|| known.value.clone()),
+                // Absent since the range's commit, through `feed.seen`.
+                None => state
+                    .range_of(key)
+                    .filter(|(_, range)| range.asof <= at)
+                    .map(|_| None),
             })
             .collect();
         Some((at, answers))
@@ -695,7 +818,7 @@ struct RedisTxn {
     latest: Arc<AtomicU64>,
     known: Arc<Known>,
     /// Keys answered from `known`, with the version each must still have.
-    verify: Vec<(Key, u64)>,
+    verify: Vec<(Key, Expect)>,
     /// Begun with `begin_recent`: snapshot reads may be answered from
     /// what the change feed vouches for.
     recent: bool,
@@ -848,11 +971,22 @@ impl EngineTxn for RedisTxn {
                     continue;
                 }
                 match known.entries.get(key) {
-                    Some(known) => {
-                        self.seen.insert(key.clone(), known.value.clone());
-                        self.verify.push((key.clone(), known.version));
+                    Some(entry) => {
+                        self.seen.insert(key.clone(), entry.value.clone());
+                        self.verify
+                            .push((key.clone(), Expect::Exactly(entry.version)));
                     }
-                    None => missing.push(key),
+                    // Absent since the range's commit and through every
+                    // notice applied: still absent if no commit after
+                    // both wrote it.
+                    None => match (known.feed.as_ref(), known.range_of(key)) {
+                        (Some(feed), Some((_, range))) => {
+                            self.seen.insert(key.clone(), None);
+                            let since = range.asof.max(feed.seen);
+                            self.verify.push((key.clone(), Expect::AtMost(since)));
+                        }
+                        _ => missing.push(key),
+                    },
                 }
             }
         }
@@ -869,8 +1003,8 @@ impl EngineTxn for RedisTxn {
         let mut invocation = self.invocation(&self.scripts.verify);
         invocation.arg(self.verify.len());
         let verified: HashSet<&[u8]> = self.verify.iter().map(|(k, _)| k.as_slice()).collect();
-        for (key, version) in &self.verify {
-            invocation.arg(key.as_slice()).arg(*version);
+        for (key, expect) in &self.verify {
+            invocation.arg(key.as_slice()).arg(expect.arg());
         }
         for key in self.seen.keys() {
             if !verified.contains(key.as_slice()) {
@@ -928,6 +1062,10 @@ impl EngineTxn for RedisTxn {
         }
         if let Some(asof) = self.snapshot {
             self.known.learn(asof, learned);
+            // All of the range came back: it holds nothing else.
+            if entries.len() < limit {
+                self.known.learn_range(range, asof);
+            }
         }
         Ok(entries)
     }
@@ -957,8 +1095,8 @@ impl EngineTxn for RedisTxn {
         let mut invocation = self.invocation(&self.scripts.commit);
         invocation.arg(TOMBSTONE_WINDOW);
         invocation.arg(self.verify.len());
-        for (key, version) in &self.verify {
-            invocation.arg(key.as_slice()).arg(*version);
+        for (key, expect) in &self.verify {
+            invocation.arg(key.as_slice()).arg(expect.arg());
         }
         invocation.arg(ranges.len());
         for range in ranges {
@@ -986,18 +1124,34 @@ impl EngineTxn for RedisTxn {
             Ok(v) if v >= 0 => {
                 let v = v as u64;
                 self.latest.fetch_max(v, Ordering::Relaxed);
-                // Puts are known exactly; deletes of keys that may not
-                // have existed, adds and maxes are not.
+                // Puts are known exactly, and so are deletes of keys this
+                // transaction read as present (the delete gave them
+                // version `v`); deletes of keys that may not have
+                // existed, adds and maxes are not.
                 let mut learned = Vec::new();
                 let mut unknown = Vec::new();
                 for (key, mutation) in &request.mutations {
                     match mutation {
                         Mutation::Put(value) => learned.push((key.clone(), Some(value.clone()), v)),
+                        Mutation::Delete if matches!(self.seen.get(key), Some(Some(_))) => {
+                            learned.push((key.clone(), None, v))
+                        }
                         _ => unknown.push(key),
                     }
                 }
                 self.known.forget(unknown);
                 self.known.learn(v, learned);
+                // A promised range is known from this commit on, unless a
+                // counter the commit changed lies in it (its value is not
+                // known here; a deleted key is known absent).
+                for range in &request.empty_after {
+                    let counters = request.mutations.iter().any(|(key, m)| {
+                        range.contains(key) && matches!(m, Mutation::Add(_) | Mutation::Max(_))
+                    });
+                    if !counters {
+                        self.known.learn_range(range, v);
+                    }
+                }
                 Ok(())
             }
             Ok(v) => {
