@@ -59,7 +59,7 @@
 //! TLS (`?insecure=1` skips host name checks), `?notices=0` to read
 //! without subscribing to change notices (commits still publish them).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -311,6 +311,15 @@ struct KnownState {
     /// never overlap.
     ranges: BTreeMap<Key, KnownRange>,
     feed: Option<feed::Feed>,
+    /// Notices read but not applied yet, in commit order: the first
+    /// names a key of a known range that this process is committing
+    /// right now, uncovered so far (most likely the notice of that very
+    /// commit, read before its reply). It waits until that commit's
+    /// answer is learned (or it failed), so the range is kept or dropped
+    /// rightly; until then the state vouched for is the one before it.
+    held: VecDeque<feed::Notice>,
+    /// Keys of this process's commits in flight, with their count.
+    committing: HashMap<Key, u32>,
 }
 
 /// A range in which every key without an entry in `entries` has been
@@ -340,12 +349,76 @@ struct Seen {
     noticed: bool,
 }
 
+/// The keys of a commit in flight (see `KnownState::held`).
+struct Committing {
+    known: Arc<Known>,
+    keys: Vec<Key>,
+}
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        let mut state = self.known.lock();
+        for key in &self.keys {
+            if let Some(count) = state.committing.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    state.committing.remove(key);
+                }
+            }
+        }
+        state.apply_held();
+    }
+}
+
 /// Entries kept before the cache starts over.
 const KNOWN_CAPACITY: usize = 200_000;
 /// Ranges kept before they start over.
 const KNOWN_RANGES: usize = 20_000;
 
 impl KnownState {
+    /// The newest commit whose notice and every one before it have been
+    /// applied (`None` without a feed).
+    fn applied(&self) -> Option<u64> {
+        let feed = self.feed.as_ref()?;
+        Some(
+            self.held
+                .front()
+                .map_or(feed.seen, |n| n.version.saturating_sub(1)),
+        )
+    }
+
+    /// Applies held notices in order, stopping at one that must wait (see
+    /// `held`).
+    fn apply_held(&mut self) {
+        while let Some(notice) = self.held.front() {
+            let version = notice.version;
+            // An entry learned at or after the change covers it (this
+            // host's own commit, or a later read).
+            let covered = |state: &KnownState, key: &[u8]| {
+                state
+                    .entries
+                    .get(key)
+                    .is_some_and(|known| known.asof >= version)
+            };
+            let wait = notice.keys.iter().any(|key| {
+                !covered(self, key)
+                    && self.committing.contains_key(key)
+                    && self.range_of(key).is_some()
+            });
+            if wait {
+                return;
+            }
+            let Some(notice) = self.held.pop_front() else {
+                return;
+            };
+            for key in notice.keys {
+                if !covered(self, &key) {
+                    self.forget(&key);
+                }
+            }
+        }
+    }
+
     /// The known range holding `key`: its start and itself.
     fn range_of(&self, key: &[u8]) -> Option<(&Key, &KnownRange)> {
         let (start, range) = self
@@ -403,7 +476,7 @@ impl Known {
     /// Learns keys' values and versions as they were at commit `asof`.
     fn learn(&self, asof: u64, entries: impl IntoIterator<Item = (Key, Option<Value>, u64)>) {
         let mut state = self.lock();
-        let noticed = state.feed.as_ref().is_some_and(|f| asof >= f.seen);
+        let noticed = state.applied().is_some_and(|applied| asof >= applied);
         for (key, value, version) in entries {
             if state.entries.len() >= KNOWN_CAPACITY {
                 state.entries.clear();
@@ -427,6 +500,21 @@ impl Known {
                 }
             }
         }
+        // A held notice may be covered now.
+        state.apply_held();
+    }
+
+    /// Registers the keys of a commit about to be sent, until the guard
+    /// is dropped (after its answer was learned, or it failed).
+    fn committing(self: &Arc<Self>, keys: Vec<Key>) -> Committing {
+        let mut state = self.lock();
+        for key in &keys {
+            *state.committing.entry(key.clone()).or_default() += 1;
+        }
+        Committing {
+            known: self.clone(),
+            keys,
+        }
     }
 
     fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) {
@@ -440,7 +528,7 @@ impl Known {
     /// `asof`; kept only while the feed can tell of later changes to it.
     fn learn_range(&self, range: &KeyRange, asof: u64) {
         let mut state = self.lock();
-        let noticed = state.feed.as_ref().is_some_and(|f| asof >= f.seen);
+        let noticed = state.applied().is_some_and(|applied| asof >= applied);
         if !noticed || range.is_empty() {
             return;
         }
@@ -483,19 +571,8 @@ impl Known {
         let feed = state.feed.as_mut()?;
         match feed.drain() {
             feed::Drained::Live(notices) => {
-                for notice in notices {
-                    for key in notice.keys {
-                        // An entry learned at or after the change covers
-                        // it (this host's own commit, or a later read).
-                        let covered = state
-                            .entries
-                            .get(&key)
-                            .is_some_and(|known| known.asof >= notice.version);
-                        if !covered {
-                            state.forget(&key);
-                        }
-                    }
-                }
+                state.held.extend(notices);
+                state.apply_held();
                 None
             }
             feed::Drained::Lost(why) => {
@@ -512,6 +589,7 @@ impl Known {
     fn drop_feed(state: &mut KnownState) {
         state.feed = None;
         state.ranges.clear();
+        state.held.clear();
         for known in state.entries.values_mut() {
             known.noticed = false;
         }
@@ -550,16 +628,17 @@ impl Known {
         if let Some(why) = Self::drain(&mut state) {
             tracing::debug!(%why, "redis: change notices lost");
         }
-        let feed = state.feed.as_ref().filter(|f| f.current())?;
-        let at = at.unwrap_or(feed.seen);
-        if at > feed.seen || at < floor {
+        state.feed.as_ref().filter(|f| f.current())?;
+        let applied = state.applied()?;
+        let at = at.unwrap_or(applied);
+        if at > applied || at < floor {
             return None;
         }
         let answers = keys
             .iter()
             .map(|key| match state.entries.get(*key) {
                 Some(known) => (known.noticed && known.asof <= at).then(|| known.value.clone()),
-                // Absent since the range's commit, through `feed.seen`.
+                // Absent since the range's commit, through `applied`.
                 None => state
                     .range_of(key)
                     .filter(|(_, range)| range.asof <= at)
@@ -979,10 +1058,10 @@ impl EngineTxn for RedisTxn {
                     // Absent since the range's commit and through every
                     // notice applied: still absent if no commit after
                     // both wrote it.
-                    None => match (known.feed.as_ref(), known.range_of(key)) {
-                        (Some(feed), Some((_, range))) => {
+                    None => match (known.applied(), known.range_of(key)) {
+                        (Some(applied), Some((_, range))) => {
                             self.seen.insert(key.clone(), None);
-                            let since = range.asof.max(feed.seen);
+                            let since = range.asof.max(applied);
                             self.verify.push((key.clone(), Expect::AtMost(since)));
                         }
                         _ => missing.push(key),
@@ -1119,6 +1198,9 @@ impl EngineTxn for RedisTxn {
             };
             invocation.arg(op).arg(key.as_slice()).arg(operand);
         }
+        let _committing = self
+            .known
+            .committing(request.mutations.iter().map(|(k, _)| k.clone()).collect());
         let answer: redis::RedisResult<i64> = invocation.invoke_async(&mut self.conn).await;
         match answer {
             Ok(v) if v >= 0 => {
@@ -1173,5 +1255,90 @@ impl EngineTxn for RedisTxn {
                 Err(read_error(&e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(asof: u64) -> Seen {
+        Seen {
+            value: Some(b"v".to_vec()),
+            version: asof,
+            asof,
+            noticed: true,
+        }
+    }
+
+    fn notice(version: u64, keys: &[&[u8]]) -> feed::Notice {
+        feed::Notice {
+            version,
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+        }
+    }
+
+    fn with_range() -> KnownState {
+        let mut state = KnownState::default();
+        state.ranges.insert(
+            b"d/".to_vec(),
+            KnownRange {
+                end: Some(b"d0".to_vec()),
+                asof: 3,
+            },
+        );
+        state
+    }
+
+    #[test]
+    fn a_notice_of_a_key_being_committed_here_waits_for_the_answer() {
+        // The notice of this host's own commit, read before its reply: the
+        // range stays once the reply's entry covers the key.
+        let mut state = with_range();
+        state.committing.insert(b"d/x".to_vec(), 1);
+        state.held.push_back(notice(5, &[b"d/x"]));
+        state.held.push_back(notice(6, &[b"e"]));
+        state.apply_held();
+        assert_eq!(state.held.len(), 2, "the notice waits, and all after it");
+        state.entries.insert(b"d/x".to_vec(), seen(5));
+        state.committing.clear();
+        state.apply_held();
+        assert!(state.held.is_empty());
+        assert!(state.range_of(b"d/y").is_some(), "the range is kept");
+
+        // The commit failed (no entry): the notice is another host's, and
+        // the range goes.
+        state.committing.insert(b"d/z".to_vec(), 1);
+        state.held.push_back(notice(7, &[b"d/z"]));
+        state.apply_held();
+        assert_eq!(state.held.len(), 1);
+        state.committing.clear();
+        state.apply_held();
+        assert!(state.held.is_empty());
+        assert!(state.range_of(b"d/y").is_none(), "the range is dropped");
+    }
+
+    #[test]
+    fn notices_of_others_drop_what_they_touch_and_only_that() {
+        let mut state = with_range();
+        state.entries.insert(b"d/a".to_vec(), seen(4));
+        state.entries.insert(b"e".to_vec(), seen(4));
+        // Outside the range, not committed here: applied at once.
+        state.held.push_back(notice(5, &[b"e"]));
+        state.apply_held();
+        assert!(state.held.is_empty());
+        assert!(!state.entries.contains_key(b"e".as_slice()));
+        assert!(state.range_of(b"d/q").is_some());
+        // A key of the range learned later than the notice covers it.
+        state.entries.insert(b"d/b".to_vec(), seen(9));
+        state.held.push_back(notice(8, &[b"d/b"]));
+        state.apply_held();
+        assert!(state.range_of(b"d/q").is_some());
+        // An entry of the range older than the change: entry and range go.
+        state.held.push_back(notice(10, &[b"d/a"]));
+        state.apply_held();
+        assert!(!state.entries.contains_key(b"d/a".as_slice()));
+        assert!(state.range_of(b"d/q").is_none());
+        assert!(state.range_of(b"d0").is_none() && state.range_of(b"c").is_none());
     }
 }
