@@ -510,11 +510,14 @@ impl BlockDecoder {
 }
 
 /// How to read `[offset, offset + len)` of an uncompressed block of
-/// `data_len` bytes with two ranged GETs: the CRCs of the pieces touched and
-/// the pieces themselves.
+/// `data_len` bytes with two ranged GETs: the CRCs of the pieces touched (or
+/// the block's whole table, kept for its next reads) and the pieces
+/// themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeRead {
     pub crc_bytes: Range<u64>,
+    /// The block's whole CRC table.
+    pub table_bytes: Range<u64>,
     pub data_bytes: Range<u64>,
     first_piece_start: u64,
     want: Range<u64>,
@@ -532,6 +535,7 @@ impl RangeRead {
         let data_start = HEADER_BYTES + pieces(data_len) * 4;
         RangeRead {
             crc_bytes: HEADER_BYTES + first * 4..HEADER_BYTES + last * 4,
+            table_bytes: HEADER_BYTES..data_start,
             data_bytes: data_start + first * PIECE_BYTES
                 ..data_start + (last * PIECE_BYTES).min(data_len),
             first_piece_start: first * PIECE_BYTES,
@@ -563,6 +567,18 @@ impl RangeRead {
         let from = (self.want.start - self.first_piece_start) as usize;
         let to = (self.want.end - self.first_piece_start) as usize;
         Ok(data[from..to].to_vec())
+    }
+
+    /// As [`RangeRead::extract`], with the block's whole CRC table.
+    pub fn extract_with_table(&self, table: &[u8], data: &[u8]) -> Result<Vec<u8>, BlockError> {
+        if table.len() as u64 != self.table_bytes.end - self.table_bytes.start {
+            return Err(BlockError::Corrupt(
+                "short read of a block's CRC table".into(),
+            ));
+        }
+        let crcs = (self.crc_bytes.start - HEADER_BYTES) as usize
+            ..(self.crc_bytes.end - HEADER_BYTES) as usize;
+        self.extract(&table[crcs], data)
     }
 }
 

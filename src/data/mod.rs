@@ -96,7 +96,17 @@ pub struct DataStore {
     /// Files being read sequentially (read-ahead on): they share the
     /// memory cache's read-ahead half.
     pub(crate) streams: std::sync::atomic::AtomicUsize,
+    /// CRC tables of blocks read in pieces from object storage, by (slice
+    /// id, block index): a block never changes, so its next ranged reads
+    /// need one GET instead of two.
+    pub(crate) crc_tables: std::sync::Mutex<CrcTables>,
 }
+
+/// CRC tables by (slice id, block index).
+pub(crate) type CrcTables = std::collections::HashMap<(u64, u32), Arc<[u8]>>;
+
+/// CRC tables kept (256 bytes each for 4 MiB blocks) before they start over.
+pub(crate) const CRC_TABLES_KEPT: usize = 16_384;
 
 /// How a mount's data path is set up (the `jfs mount` flags).
 pub struct DataOptions {
@@ -187,6 +197,7 @@ impl DataStore {
             juicefs_blocks,
             compacting: Default::default(),
             streams: Default::default(),
+            crc_tables: Default::default(),
         }))
     }
 

@@ -260,20 +260,47 @@ impl DataStore {
     ) -> DataResult<Vec<u8>> {
         let key = block_key(id, index, len);
         let plan = RangeRead::plan(len as u64, within, n);
-        let (crcs, data) = tokio::join!(
-            self.objects.get_range(
-                &key,
-                plan.crc_bytes.start,
-                plan.crc_bytes.end - plan.crc_bytes.start
-            ),
+        let data_range = || {
             self.objects.get_range(
                 &key,
                 plan.data_bytes.start,
-                plan.data_bytes.end - plan.data_bytes.start
+                plan.data_bytes.end - plan.data_bytes.start,
             )
-        );
-        plan.extract(&crcs?, &data?)
-            .map_err(|e| corrupt(&key, e.to_string()))
+        };
+        let known = self
+            .crc_tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(id, index))
+            .cloned();
+        let (table, data) = match known {
+            Some(table) => (table, data_range().await?),
+            None => {
+                let (table, data) = tokio::join!(
+                    self.objects.get_range(
+                        &key,
+                        plan.table_bytes.start,
+                        plan.table_bytes.end - plan.table_bytes.start
+                    ),
+                    data_range()
+                );
+                (Arc::from(table?), data?)
+            }
+        };
+        let part = plan
+            .extract_with_table(&table, &data)
+            .map_err(|e| corrupt(&key, e.to_string()));
+        let mut tables = self.crc_tables.lock().unwrap_or_else(|p| p.into_inner());
+        if part.is_err() {
+            // The table may be what was damaged: the next read fetches it.
+            tables.remove(&(id, index));
+        } else if !tables.contains_key(&(id, index)) {
+            if tables.len() >= super::CRC_TABLES_KEPT {
+                tables.clear();
+            }
+            tables.insert((id, index), table);
+        }
+        part
     }
 }
 
