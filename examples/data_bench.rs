@@ -20,7 +20,14 @@ use jfs::vfs::{Vfs, VfsOptions};
 
 const BLOCK: usize = 4 << 20;
 const IO: usize = 1 << 20;
-const RANDOM_READS: usize = 500;
+/// Random reads per loop (`DATA_BENCH_RANDOM_READS` changes it, to
+/// profile that loop).
+fn random_reads() -> usize {
+    std::env::var("DATA_BENCH_RANDOM_READS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500)
+}
 
 /// Before a read phase: the kernel writes back what the write phase left
 /// dirty (a `file` store's objects), so the reads do not race it for the
@@ -35,7 +42,7 @@ fn mib_s(bytes: usize, secs: f64) -> f64 {
 }
 
 /// The raw loops: PUTs and GETs of whole blocks (`DEFAULT_MAX_UPLOADS` at
-/// a time), then [`RANDOM_READS`] ranged GETs of 4 KiB one after another,
+/// a time), then [`random_reads`] ranged GETs of 4 KiB one after another,
 /// as the vfs's random reads go. Returns MiB/s, MiB/s and reads/s.
 async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64, f64) {
     // As many distinct blocks as uploads in flight (80 MiB, more than the
@@ -80,12 +87,12 @@ async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64, f64) {
     let get = mib_s(count * BLOCK, start.elapsed().as_secs_f64());
     let mut rng = fastrand::Rng::with_seed(1);
     let start = Instant::now();
-    for _ in 0..RANDOM_READS {
+    for _ in 0..random_reads() {
         let key = format!("raw/{}", rng.usize(0..count));
         let at = rng.u64(0..(BLOCK - 4096) as u64);
         objects.get_range(&key, at, 4096).await.expect("ranged get");
     }
-    let random = RANDOM_READS as f64 / start.elapsed().as_secs_f64();
+    let random = random_reads() as f64 / start.elapsed().as_secs_f64();
     for i in 0..count {
         objects.delete(&format!("raw/{i}")).await.expect("delete");
     }
@@ -156,11 +163,11 @@ async fn main() {
     let h = cold.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
     let mut rng = fastrand::Rng::with_seed(1);
     let start = Instant::now();
-    for _ in 0..RANDOM_READS {
+    for _ in 0..random_reads() {
         let at = rng.u64(0..(total - 4096) as u64);
         cold.read(h.fh, at, 4096).await.expect("read");
     }
-    let random = RANDOM_READS as f64 / start.elapsed().as_secs_f64();
+    let random = random_reads() as f64 / start.elapsed().as_secs_f64();
     cold.release(h.fh).await.expect("release");
 
     println!("| {kind}, {} MiB | jfs | raw | ratio |", total >> 20);
