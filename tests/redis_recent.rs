@@ -76,13 +76,23 @@ async fn until_answered_locally(
     Err("recent reads of unchanged keys still go to the server after 5 s".into())
 }
 
-async fn recent_reads(server: String) -> Result<(), Failed> {
-    let prefix = format!("recent{:016x}", fastrand::u64(..));
+/// Two engines (two hosts) on a key space of their own (`PREFIX`, made
+/// from `label`) on the server, with the URL, and a plain connection.
+async fn two_hosts(
+    server: &str,
+    label: &str,
+) -> Result<(String, String, Db, Db, redis::aio::MultiplexedConnection), Failed> {
+    let prefix = format!("{label}{:016x}", fastrand::u64(..));
     let sep = if server.contains('?') { '&' } else { '?' };
     let url = format!("{server}{sep}prefix={prefix}");
     let (a, b) = (open(&url)?, open(&url)?);
-    let client = redis::Client::open(server.split('?').next().unwrap_or(&server))?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let client = redis::Client::open(server.split('?').next().unwrap_or(server))?;
+    let conn = client.get_multiplexed_async_connection().await?;
+    Ok((prefix, url, a, b, conn))
+}
+
+async fn recent_reads(server: String) -> Result<(), Failed> {
+    let (prefix, url, a, b, mut conn) = two_hosts(&server, "recent").await?;
 
     put_pair(&b, b"0").await?;
     if read_pair(&a).await? != (Some(b"0".to_vec()), Some(b"0".to_vec())) {
@@ -303,12 +313,7 @@ async fn recent_value(db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>, Failed> {
 /// wrote the key meanwhile (a create never overwrites a name it did not
 /// see).
 async fn known_ranges(server: String) -> Result<(), Failed> {
-    let prefix = format!("ranges{:016x}", fastrand::u64(..));
-    let sep = if server.contains('?') { '&' } else { '?' };
-    let url = format!("{server}{sep}prefix={prefix}");
-    let (a, b) = (open(&url)?, open(&url)?);
-    let client = redis::Client::open(server.split('?').next().unwrap_or(&server))?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let (_, _, a, b, mut conn) = two_hosts(&server, "ranges").await?;
     put_pair(&b, b"0").await?;
     read_pair(&a).await?;
     until_answered_locally(&a, &mut conn).await?;
@@ -442,10 +447,7 @@ async fn known_ranges(server: String) -> Result<(), Failed> {
 async fn racing_hosts(server: String) -> Result<(), Failed> {
     use jfs::meta::{Ctx, FileKind, Meta, Volume, ROOT_INO};
     use std::sync::Arc;
-    let prefix = format!("race{:016x}", fastrand::u64(..));
-    let sep = if server.contains('?') { '&' } else { '?' };
-    let url = format!("{server}{sep}prefix={prefix}");
-    let (da, db) = (open(&url)?, open(&url)?);
+    let (_, _, da, db, _) = two_hosts(&server, "race").await?;
     Meta::format(&da, &Volume::new("race", "mem", ""), false).await?;
     let a = Arc::new(Meta::load(da).await?);
     let b = Arc::new(Meta::load(db).await?);
@@ -554,32 +556,37 @@ fn main() {
     let server = std::env::var("JFS_TEST_REDIS")
         .ok()
         .filter(|v| !v.is_empty());
-    let skip = server.is_none();
-    let server = server.unwrap_or_default();
-    let other = server.clone();
-    let third = server.clone();
     let trials = vec![
-        Trial::test("redis_recent_reads_are_current_and_local", move || {
-            let _one = one_at_a_time();
-            tokio::runtime::Runtime::new()?.block_on(recent_reads(server))
-        })
-        .with_ignored_flag(skip),
-        Trial::test(
+        trial(
+            "redis_recent_reads_are_current_and_local",
+            &server,
+            recent_reads,
+        ),
+        trial(
             "redis_known_ranges_answer_absent_keys_and_never_hide_a_write",
-            move || {
-                let _one = one_at_a_time();
-                tokio::runtime::Runtime::new()?.block_on(known_ranges(other))
-            },
-        )
-        .with_ignored_flag(skip),
-        Trial::test(
+            &server,
+            known_ranges,
+        ),
+        trial(
             "redis_hosts_racing_to_create_make_each_name_once",
-            move || {
-                let _one = one_at_a_time();
-                tokio::runtime::Runtime::new()?.block_on(racing_hosts(third))
-            },
-        )
-        .with_ignored_flag(skip),
+            &server,
+            racing_hosts,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// A trial of `body` on the server, one at a time; ignored without one.
+fn trial<F, Fut>(name: &str, server: &Option<String>, body: F) -> Trial
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Failed>>,
+{
+    let skip = server.is_none();
+    let server = server.clone().unwrap_or_default();
+    Trial::test(name, move || {
+        let _one = one_at_a_time();
+        tokio::runtime::Runtime::new()?.block_on(body(server))
+    })
+    .with_ignored_flag(skip)
 }
