@@ -164,19 +164,15 @@ while true do
 end
 "#;
 
-/// ARGV: snapshot ('' when nothing was read), tombstone window, number of
-/// keys answered from what the engine knew, then per key (key, version it
-/// must still have: `N`, or `<N` for at most N), number of conflict ranges,
-/// then per range (start, end, kind: p point, 1 bounded, 0 to the end),
-/// then per mutation (op: p put, d delete, a add, m max; key; operand).
-/// Returns the commit version, or -1 - the current version on conflict.
-const COMMIT: &str = r#"
-local snap = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local verify = tonumber(ARGV[3])
-local pos = 4
-local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
-local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
+/// The check, shared by the commit and verify scripts, of the keys a
+/// transaction answered from what the engine knew: each still has the
+/// version it was answered at (`N`), or at most `N` (`<N`: a key a known
+/// range said was absent). Expects `verify` (how many), `pos` (where the
+/// pairs start) and `stale` (the answer on a mismatch); moves `pos` past
+/// the pairs.
+macro_rules! check_known {
+    () => {
+        r#"
 for v = 1, verify do
   local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[pos]) or '0')
   local want = ARGV[pos + 1]
@@ -185,7 +181,27 @@ for v = 1, verify do
   elseif ver ~= tonumber(want) then return stale end
   pos = pos + 2
 end
-local ranges = tonumber(ARGV[pos])
+"#
+    };
+}
+
+/// ARGV: snapshot ('' when nothing was read), tombstone window, number of
+/// keys answered from what the engine knew, then per key (key, version it
+/// must still have: `N`, or `<N` for at most N), number of conflict ranges,
+/// then per range (start, end, kind: p point, 1 bounded, 0 to the end),
+/// then per mutation (op: p put, d delete, a add, m max; key; operand).
+/// Returns the commit version, or -1 - the current version on conflict.
+const COMMIT: &str = concat!(
+    r#"
+local snap = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local verify = tonumber(ARGV[3])
+local pos = 4
+local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
+local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
+"#,
+    check_known!(),
+    r#"local ranges = tonumber(ARGV[pos])
 pos = pos + 1
 if ranges > 0 and snap < horizon then return stale end
 for r = 1, ranges do
@@ -259,25 +275,21 @@ if #changed > 0 then
   redis.pcall('PUBLISH', KEYS[7], version .. '\n' .. table.concat(changed))
 end
 return version
-"#;
+"#
+);
 
 /// ARGV: snapshot ('' if none), number of pairs, pairs (key, version it
 /// must still have: `N`, or `<N` for at most N), then keys read at the snapshot, which must not have
 /// changed since. Returns 1, or -1 - the current version if one changed.
-const VERIFY: &str = r#"
+const VERIFY: &str = concat!(
+    r#"
 local snap = tonumber(ARGV[1])
-local count = tonumber(ARGV[2])
+local verify = tonumber(ARGV[2])
 local stale = -1 - tonumber(redis.call('GET', KEYS[1]) or '0')
 local pos = 3
-for i = 1, count do
-  local ver = tonumber(redis.call('HGET', KEYS[3], ARGV[pos]) or '0')
-  local want = ARGV[pos + 1]
-  if string.sub(want, 1, 1) == '<' then
-    if ver > tonumber(string.sub(want, 2)) then return stale end
-  elseif ver ~= tonumber(want) then return stale end
-  pos = pos + 2
-end
-if snap then
+"#,
+    check_known!(),
+    r#"if snap then
   local horizon = tonumber(redis.call('GET', KEYS[6]) or '0')
   if pos <= #ARGV and snap < horizon then return stale end
   for i = pos, #ARGV do
@@ -286,7 +298,8 @@ if snap then
   end
 end
 return 1
-"#;
+"#
+);
 
 struct Scripts {
     read: Script,
