@@ -331,7 +331,8 @@ struct KnownState {
     /// answer is learned (or it failed), so the range is kept or dropped
     /// rightly; until then the state vouched for is the one before it.
     held: VecDeque<feed::Notice>,
-    /// Keys of this process's commits in flight, with their count.
+    /// Keys of this process's commits in flight that lie in a known range,
+    /// with their count.
     committing: HashMap<Key, u32>,
 }
 
@@ -517,10 +518,17 @@ impl Known {
         state.apply_held();
     }
 
-    /// Registers the keys of a commit about to be sent, until the guard
-    /// is dropped (after its answer was learned, or it failed).
-    fn committing(self: &Arc<Self>, keys: Vec<Key>) -> Committing {
+    /// Registers the keys of a commit about to be sent that lie in a
+    /// known range (the only ones whose notice may have to wait), until
+    /// the guard is dropped (after its answer was learned, or it failed).
+    /// A range learned while the commit is in flight misses its keys: their
+    /// notice then drops it, which is only a loss of knowledge.
+    fn committing<'a>(self: &Arc<Self>, keys: impl Iterator<Item = &'a Key>) -> Committing {
         let mut state = self.lock();
+        let keys: Vec<Key> = keys
+            .filter(|key| state.range_of(key).is_some())
+            .cloned()
+            .collect();
         for key in &keys {
             *state.committing.entry(key.clone()).or_default() += 1;
         }
@@ -1213,7 +1221,7 @@ impl EngineTxn for RedisTxn {
         }
         let _committing = self
             .known
-            .committing(request.mutations.iter().map(|(k, _)| k.clone()).collect());
+            .committing(request.mutations.iter().map(|(k, _)| k));
         let answer: redis::RedisResult<i64> = invocation.invoke_async(&mut self.conn).await;
         match answer {
             Ok(v) if v >= 0 => {
