@@ -87,12 +87,13 @@ async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64, f64) {
     let get = mib_s(count * BLOCK, start.elapsed().as_secs_f64());
     let mut rng = fastrand::Rng::with_seed(1);
     let start = Instant::now();
-    for _ in 0..random_reads() {
+    let reads = random_reads();
+    for _ in 0..reads {
         let key = format!("raw/{}", rng.usize(0..count));
         let at = rng.u64(0..(BLOCK - 4096) as u64);
         objects.get_range(&key, at, 4096).await.expect("ranged get");
     }
-    let random = random_reads() as f64 / start.elapsed().as_secs_f64();
+    let random = reads as f64 / start.elapsed().as_secs_f64();
     for i in 0..count {
         objects.delete(&format!("raw/{i}")).await.expect("delete");
     }
@@ -163,11 +164,12 @@ async fn main() {
     let h = cold.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
     let mut rng = fastrand::Rng::with_seed(1);
     let start = Instant::now();
-    for _ in 0..random_reads() {
+    let reads = random_reads();
+    for _ in 0..reads {
         let at = rng.u64(0..(total - 4096) as u64);
         cold.read(h.fh, at, 4096).await.expect("read");
     }
-    let random = random_reads() as f64 / start.elapsed().as_secs_f64();
+    let random = reads as f64 / start.elapsed().as_secs_f64();
     cold.release(h.fh).await.expect("release");
 
     println!("| {kind}, {} MiB | jfs | raw | ratio |", total >> 20);
