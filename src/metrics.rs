@@ -184,6 +184,10 @@ pub struct Gauges {
     pub upload_limit: u64,
     /// Decoded blocks kept in the memory cache now.
     pub memory_cache_bytes: u64,
+    /// Page buffers (blocks being written, fetched, cached) in use now.
+    pub page_bytes: u64,
+    /// Page buffers kept for reuse.
+    pub page_kept_bytes: u64,
 }
 
 /// Everything, as Prometheus's text exposition format (version 0.0.4).
@@ -310,6 +314,18 @@ pub fn render(gauges: Gauges) -> String {
         "Decoded blocks kept in memory now (read ahead, or read and likely read again).",
         gauges.memory_cache_bytes as f64,
     );
+    gauge(
+        &mut out,
+        "jfs_page_buffer_bytes",
+        "Page-aligned block buffers in use now (blocks being written, fetched or kept in the memory cache).",
+        gauges.page_bytes as f64,
+    );
+    gauge(
+        &mut out,
+        "jfs_page_buffer_kept_bytes",
+        "Page-aligned block buffers unused and kept for reuse.",
+        gauges.page_kept_bytes as f64,
+    );
     out
 }
 
@@ -355,6 +371,8 @@ pub fn snapshot(gauges: Gauges) -> Value {
         "pending_uploads": gauges.pending_uploads,
         "upload_limit": gauges.upload_limit,
         "memory_cache_bytes": gauges.memory_cache_bytes,
+        "page_buffer_bytes": gauges.page_bytes,
+        "page_buffer_kept_bytes": gauges.page_kept_bytes,
     })
 }
 

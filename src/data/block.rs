@@ -545,6 +545,12 @@ impl RangeRead {
 
     /// The wanted bytes, after checking every piece fetched against its CRC.
     pub fn extract(&self, crcs: &[u8], data: &[u8]) -> Result<Vec<u8>, BlockError> {
+        Ok(data[self.check(crcs, data)?].to_vec())
+    }
+
+    /// Where the wanted bytes are in `data` (the pieces fetched), after
+    /// checking every piece against its CRC.
+    pub fn check(&self, crcs: &[u8], data: &[u8]) -> Result<std::ops::Range<usize>, BlockError> {
         if crcs.len() as u64 != self.crc_bytes.end - self.crc_bytes.start
             || data.len() as u64 != self.data_bytes.end - self.data_bytes.start
         {
@@ -566,7 +572,7 @@ impl RangeRead {
         }
         let from = (self.want.start - self.first_piece_start) as usize;
         let to = (self.want.end - self.first_piece_start) as usize;
-        Ok(data[from..to].to_vec())
+        Ok(from..to)
     }
 
     /// As [`RangeRead::extract`], with the block's whole CRC table.

@@ -157,22 +157,29 @@ impl DiskCache {
         }
     }
 
-    /// Byte ranges of the stored block `key`, if cached (unchecked): a
-    /// small read takes the pieces it needs, not the whole block.
-    pub fn get_ranges(&self, key: &str, ranges: &[std::ops::Range<u64>]) -> Option<Vec<Vec<u8>>> {
+    /// Bytes `head` (read into the heap) and `body` (into a page buffer when
+    /// large) of the stored block `key`, if cached (unchecked): a read of a
+    /// part of a block takes its header and CRCs, and its pieces.
+    pub fn get_parts(
+        &self,
+        key: &str,
+        head: std::ops::Range<u64>,
+        body: std::ops::Range<u64>,
+    ) -> Option<(Vec<u8>, bytes::Bytes)> {
         use std::os::unix::fs::FileExt;
         if !self.lock().contains(key) {
             return None;
         }
         let file = std::fs::File::open(self.path(key)).ok()?;
-        let mut out = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            let mut buf = vec![0u8; (r.end - r.start) as usize];
-            file.read_exact_at(&mut buf, r.start).ok()?;
-            out.push(buf);
+        let mut first = vec![0u8; (head.end - head.start) as usize];
+        file.read_exact_at(&mut first, head.start).ok()?;
+        let len = (body.end - body.start) as usize;
+        let second = super::pages::read_file_at(&file, body.start, len, None).ok()?;
+        if second.len() != len {
+            return None;
         }
         self.lock().touch(key);
-        Some(out)
+        Some((first, second))
     }
 
     /// Keeps `data` (a stored block) under `key`, evicting as needed.
@@ -335,7 +342,7 @@ mod tests {
         }
         for _ in 0..1000 {
             assert!(cache.get("a").is_some());
-            assert!(cache.get_ranges("c", &[0..4, 6..8]).is_some());
+            assert!(cache.get_parts("c", 0..4, 6..8).is_some());
         }
         {
             let index = cache.lock();

@@ -222,6 +222,8 @@ impl DataStore {
             pending_uploads: self.pending_uploads() as u64,
             upload_limit: self.uploads.current() as u64,
             memory_cache_bytes: self.memory_cache_bytes() as u64,
+            page_bytes: pages::usage().0 as u64,
+            page_kept_bytes: pages::usage().1 as u64,
         }
     }
 

@@ -42,6 +42,8 @@ impl Mapping {
 struct Pool {
     kept: Vec<Mapping>,
     live: usize,
+    /// Bytes of the buffers in use.
+    live_bytes: usize,
     /// The most buffers in use at once since `busy_since`.
     busy: usize,
     busy_since: Option<std::time::Instant>,
@@ -66,12 +68,19 @@ impl Pool {
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     kept: Vec::new(),
     live: 0,
+    live_bytes: 0,
     busy: 0,
     busy_since: None,
 });
 
 fn pool() -> std::sync::MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Bytes of page buffers in use now, and of mappings kept for reuse.
+pub fn usage() -> (usize, usize) {
+    let pool = pool();
+    (pool.live_bytes, pool.kept.iter().map(|m| m.len).sum())
 }
 
 /// A page-aligned buffer of a whole number of pages, readable and writable;
@@ -102,6 +111,7 @@ impl PageBuf {
                 .min_by_key(|&i| kept[i].len);
             if let Some(i) = fitting {
                 let m = kept.swap_remove(i);
+                pool.live_bytes += m.len;
                 return Ok(PageBuf {
                     ptr: m.ptr,
                     len: m.len,
@@ -128,6 +138,7 @@ impl PageBuf {
                 return Err(e);
             }
         };
+        pool().live_bytes += len;
         Ok(PageBuf { ptr, len })
     }
 
@@ -170,6 +181,7 @@ impl Drop for PageBuf {
         };
         let mut pool = pool();
         pool.live -= 1;
+        pool.live_bytes -= self.len;
         let room = pool.room();
         let kept = &mut pool.kept;
         kept.push(mine);
@@ -215,19 +227,30 @@ pub fn read_file(
     len: usize,
     feed: Option<&crate::object::FeedFn>,
 ) -> std::io::Result<bytes::Bytes> {
+    read_file_at(file, 0, len, feed)
+}
+
+/// As [`read_file`], `len` bytes from `offset` on.
+pub fn read_file_at(
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+    feed: Option<&crate::object::FeedFn>,
+) -> std::io::Result<bytes::Bytes> {
     if len < MAPPED_READ {
         let mut buf = vec![0u8; len];
-        let filled = read_into(file, &mut buf, feed)?;
+        let filled = read_into(file, offset, &mut buf, feed)?;
         buf.truncate(filled);
         return Ok(bytes::Bytes::from(buf));
     }
     let mut buf = PageBuf::new(len)?;
-    let filled = read_into(file, &mut buf[..len], feed)?;
+    let filled = read_into(file, offset, &mut buf[..len], feed)?;
     Ok(bytes::Bytes::from_owner(Filled { buf, len: filled }))
 }
 
 fn read_into(
     file: &std::fs::File,
+    offset: u64,
     buf: &mut [u8],
     feed: Option<&crate::object::FeedFn>,
 ) -> std::io::Result<usize> {
@@ -235,7 +258,7 @@ fn read_into(
     let mut filled = 0;
     while filled < buf.len() {
         let end = (filled + READ_PART).min(buf.len());
-        let n = match file.read_at(&mut buf[filled..end], filled as u64) {
+        let n = match file.read_at(&mut buf[filled..end], offset + filled as u64) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -227,21 +227,22 @@ impl DataStore {
         len: u32,
         within: u64,
         n: u64,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Bytes> {
         let disk = self.disk.clone()?;
         let key = block_key(id, index, len);
         let plan = RangeRead::plan(len as u64, within, n);
         tokio::task::spawn_blocking(move || {
-            let header = 0..super::block::HEADER_BYTES;
-            let parts = disk.get_ranges(
-                &key,
-                &[header, plan.crc_bytes.clone(), plan.data_bytes.clone()],
-            )?;
-            let [header, crcs, data] = <[Vec<u8>; 3]>::try_from(parts).ok()?;
-            if &header[..4] != super::block::MAGIC || header[5] != Codec::None as u8 {
+            // The header and the CRCs wanted are one read, the pieces one
+            // (into a page buffer when large); the part wanted is a view of
+            // them, not a copy.
+            let (head, data) =
+                disk.get_parts(&key, 0..plan.crc_bytes.end, plan.data_bytes.clone())?;
+            if &head[..4] != super::block::MAGIC || head[5] != Codec::None as u8 {
                 return None; // compressed: read whole
             }
-            checked_or_dropped(&disk, &key, plan.extract(&crcs, &data))
+            let crcs = &head[plan.crc_bytes.start as usize..];
+            let wanted = checked_or_dropped(&disk, &key, plan.check(crcs, &data))?;
+            Some(data.slice(wanted))
         })
         .await
         .ok()
@@ -364,7 +365,17 @@ struct ReadPattern {
     /// of this one is not yet half through (see `FileReader::done_behind`).
     reading: Option<String>,
     behind: Option<String>,
+    /// Whether `behind` was dropped from the memory cache already.
+    behind_dropped: bool,
 }
+
+/// How far from where a stream's requests reached a request may start
+/// and still be in sequence. The kernel reads ahead up to `MAX_IO_BYTES`
+/// (1 MiB) beside the request that made it, so two or three requests of a
+/// stream are under way at once, on different threads, and arrive in any
+/// order; taken for jumps, they stopped the stream's read-ahead and left
+/// the blocks it had read in memory until the cache was full.
+const OUT_OF_ORDER: u64 = 4 << 20;
 
 /// Bytes a file must be read in sequence before read-ahead starts: the
 /// kernel's own read-ahead turns random reads into short sequential bursts
@@ -471,7 +482,8 @@ impl FileReader {
     /// pages, the disk cache its object, and the memory cache is left to
     /// blocks read ahead and not yet read instead of holding what was read
     /// until it is full. Not at the block's end: the kernel's reads of one
-    /// block may arrive out of order.
+    /// block may arrive out of order, and a late request for the block
+    /// behind changes nothing (it would make the block ahead look done).
     fn done_behind(&self, key: String, half_through: bool) {
         let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
         if p.window == 0 {
@@ -479,11 +491,16 @@ impl FileReader {
             p.behind = None;
             return;
         }
+        if p.behind.as_ref() == Some(&key) {
+            return;
+        }
         if p.reading.as_ref() != Some(&key) {
             p.behind = p.reading.replace(key);
+            p.behind_dropped = false;
         }
-        if half_through {
-            if let Some(done) = p.behind.take() {
+        if half_through && !p.behind_dropped {
+            if let Some(done) = p.behind.clone() {
+                p.behind_dropped = true;
                 drop(p);
                 self.store.cache.remove(&done);
             }
@@ -516,7 +533,11 @@ impl FileReader {
         let ahead = {
             let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
             let block = self.store.block_size as u64;
-            let sequential = offset == p.next;
+            // The kernel sends a stream's requests from several threads
+            // (its read-ahead runs beside the reader's own request), so
+            // they arrive a little out of order: near where the stream
+            // reads is in sequence.
+            let sequential = offset.abs_diff(p.next) <= OUT_OF_ORDER;
             p.run = if sequential {
                 p.run + (end - offset)
             } else {
@@ -533,8 +554,8 @@ impl FileReader {
                 (true, false) => self.store.streams.fetch_sub(1, Ordering::Relaxed),
                 _ => 0,
             };
-            p.next = end;
-            self.read_to.store(end, Ordering::Relaxed);
+            p.next = if sequential { p.next.max(end) } else { end };
+            self.read_to.store(p.next, Ordering::Relaxed);
             let from = if sequential {
                 p.requested_to.max(end)
             } else {
@@ -627,6 +648,11 @@ impl FileReader {
                         let block_from = chunk_start
                             + seg.pos as u64
                             + (index * bs).saturating_sub(seg.offset as u64);
+                        if block_from < from {
+                            // Asked for with the range before this one (or
+                            // the block being read, which the read fetches).
+                            continue;
+                        }
                         let (store, read_to) = (store.clone(), read_to.clone());
                         tokio::spawn(async move {
                             if read_to.load(Ordering::Relaxed) <= block_from {
@@ -724,7 +750,7 @@ impl FileReader {
                 .await;
             if let Some(part) = from_disk {
                 crate::metrics::disk_cache(true);
-                return Ok(part.into());
+                return Ok(part);
             }
             // Asked only here: it is a statvfs call.
             let disk_keeps = self.store.disk.as_ref().is_some_and(|d| d.has_free_space());
