@@ -510,6 +510,13 @@ fn metrics_endpoint_and_stats_show_a_live_mount() {
         &text,
         "jfs_cache_requests_total{cache=\"memory\",result=\"hit\"}",
     );
+    // A whole block written goes through a page buffer of its own, kept
+    // for reuse once uploaded (or still in use).
+    std::fs::write(v.path("whole"), pattern(8 << 20, 3)).unwrap();
+    let text = scrape(&addr);
+    let pages =
+        metric(&text, "jfs_page_buffer_bytes") + metric(&text, "jfs_page_buffer_kept_bytes");
+    assert!(pages >= (4u64 << 20) as f64, "page buffers {pages}");
     metric(&text, "jfs_transaction_conflicts_total");
 
     // `jfs stats`: a snapshot as JSON, and live lines while files are made.
