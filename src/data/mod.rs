@@ -216,14 +216,15 @@ impl DataStore {
 
     /// What the metrics report of this store now.
     pub fn gauges(&self) -> crate::metrics::Gauges {
+        let (page_bytes, page_kept_bytes) = pages::usage();
         crate::metrics::Gauges {
             buffer_bytes: self.buffer_in_use(),
             buffer_limit_bytes: self.buffer_bytes,
             pending_uploads: self.pending_uploads() as u64,
             upload_limit: self.uploads.current() as u64,
             memory_cache_bytes: self.memory_cache_bytes() as u64,
-            page_bytes: pages::usage().0 as u64,
-            page_kept_bytes: pages::usage().1 as u64,
+            page_bytes: page_bytes as u64,
+            page_kept_bytes: page_kept_bytes as u64,
         }
     }
 
