@@ -94,6 +94,89 @@ async fn open_keeps_the_cache_only_when_the_file_did_not_change() {
     a.release(own.fh).await.expect("release");
 }
 
+/// Counts the transactions begun on an engine.
+struct Counting {
+    inner: Arc<dyn jfs::kv::Engine>,
+    begun: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl jfs::kv::Engine for Counting {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn limits(&self) -> jfs::kv::Limits {
+        self.inner.limits()
+    }
+
+    async fn begin(&self) -> jfs::kv::KvResult<Box<dyn jfs::kv::EngineTxn>> {
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.begin().await
+    }
+
+    async fn begin_recent(&self) -> jfs::kv::KvResult<Box<dyn jfs::kv::EngineTxn>> {
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.begin_recent().await
+    }
+
+    async fn sync(&self) -> jfs::kv::KvResult<()> {
+        self.inner.sync().await
+    }
+}
+
+/// Opening a small file reads its first chunk's records with its
+/// attributes: the first read asks the KV store nothing more (on etcd, a
+/// round trip less per small file read). Records read by the open are
+/// dropped as any others when this client writes the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_file_reads_its_first_chunk_with_it() {
+    let begun = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let engine = jfs::kv::url::open_engine(&jfs::kv::url::MetaUrl::Mem {
+        name: String::new(),
+    })
+    .expect("mem");
+    let db = Db::new(
+        Arc::new(Counting {
+            inner: engine,
+            begun: begun.clone(),
+        }),
+        jfs::kv::DbOptions::default(),
+    );
+    Meta::format(&db, &common::volume("vfs"), false)
+        .await
+        .expect("format");
+    let objects: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
+    let (a, b) = (client(&db, &objects).await, client(&db, &objects).await);
+    let ctx = Ctx::root();
+    let (ino, _, w) = a
+        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
+        .await
+        .expect("create");
+    a.write(w.fh, 0, b"small file").await.expect("write");
+    a.release(w.fh).await.expect("release");
+
+    let count = || begun.load(std::sync::atomic::Ordering::SeqCst);
+    let before = count();
+    let r = b.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
+    assert_eq!(
+        &b.read(r.fh, 0, 100).await.expect("read")[..],
+        b"small file"
+    );
+    assert_eq!(count() - before, 1, "the open's transaction, and no other");
+
+    // Written here, then read: the open's records are not used again.
+    let w = b.open(&ctx, ino, RW).await.expect("open");
+    b.write(w.fh, 0, b"SMALL").await.expect("write");
+    b.flush(w.fh, None).await.expect("flush");
+    assert_eq!(
+        &b.read(r.fh, 0, 100).await.expect("read")[..],
+        b"SMALL file"
+    );
+    b.release(w.fh).await.expect("release");
+    b.release(r.fh).await.expect("release");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_with_o_excl_refuses_an_existing_name() {
     let (a, _) = two_clients().await;

@@ -408,6 +408,9 @@ const CHUNK_RECORDS_TTL: std::time::Duration = std::time::Duration::from_secs(1)
 #[derive(Default)]
 struct ChunkRecords {
     by_chunk: Mutex<HashMap<u32, FetchedRecords>>,
+    /// Times the records were forgotten (the file changed here): records
+    /// read before a change are not kept after it.
+    changes: AtomicU64,
 }
 
 /// A chunk's records and when they were read.
@@ -428,17 +431,33 @@ impl ChunkRecords {
                 return Ok(records.clone());
             }
         }
+        let before = self.changes();
         let records = Arc::new(store.meta.read_chunk(ino, chunk).await?);
-        let mut map = self.lock();
-        if map.len() >= CHUNK_RECORDS_KEPT {
-            map.clear();
-        }
-        map.insert(chunk, (std::time::Instant::now(), records.clone()));
+        self.put(chunk, records.clone(), before);
         Ok(records)
     }
 
+    fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Keeps `records`, read when [`ChunkRecords::changes`] was `before`,
+    /// unless the file changed here since.
+    fn put(&self, chunk: u32, records: Arc<Vec<SliceRecord>>, before: u64) {
+        let mut map = self.lock();
+        if self.changes() != before {
+            return;
+        }
+        if map.len() >= CHUNK_RECORDS_KEPT {
+            map.clear();
+        }
+        map.insert(chunk, (std::time::Instant::now(), records));
+    }
+
     fn forget(&self) {
-        self.lock().clear();
+        let mut map = self.lock();
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        map.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, FetchedRecords>> {
@@ -510,6 +529,18 @@ impl FileReader {
     /// Drops the chunk records this reader keeps: the file changed.
     pub fn forget_chunks(&self) {
         self.chunks.forget();
+    }
+
+    /// Where the file's changes here stand, for [`FileReader::know_chunk`].
+    pub fn changes(&self) -> u64 {
+        self.chunks.changes()
+    }
+
+    /// Keeps `records` as chunk `chunk`'s, read (with the open) when
+    /// [`FileReader::changes`] was `before`, so the first read does not ask
+    /// for them again; not if the file changed here since.
+    pub fn know_chunk(&self, chunk: u32, records: Vec<SliceRecord>, before: u64) {
+        self.chunks.put(chunk, Arc::new(records), before);
     }
 
     /// Up to `len` bytes at `offset` of a file `file_len` bytes long. A

@@ -6,10 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::attr::{Attr, FileKind, Timestamp};
+use super::attr::{Attr, FileKind, SliceRecord, Timestamp};
+use super::chunks::decode_chunk;
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino};
-use super::{decode_attr, load_attr, Ctx, Meta, R_OK, W_OK};
+use super::{attr_from, attr_keys, decode_attr, load_attr, Ctx, Meta, R_OK, W_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{decode_counter, encode_counter, KeyRange};
 
@@ -129,11 +130,25 @@ impl Meta {
     /// counts the rest). `mask` is R_OK and/or W_OK. Returns fresh
     /// attributes (close-to-open).
     pub async fn open(&self, ctx: &Ctx, ino: Ino, mask: u32) -> MetaResult<Attr> {
+        Ok(self.open_reading(ctx, ino, mask).await?.0)
+    }
+
+    /// As [`Meta::open`], with the slice records of a file's first chunk,
+    /// read in the same round trip as its attributes: a small file opened
+    /// to be read needs no other read before its data.
+    pub async fn open_reading(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        mask: u32,
+    ) -> MetaResult<(Attr, Option<Vec<SliceRecord>>)> {
         let sid = self.require_session()?;
         self.txn("open", |tx| async move {
-            let attr = load_attr(&tx, ino, false)
-                .await?
-                .ok_or(MetaError::Errno(libc::ENOENT))?;
+            let mut wanted = attr_keys(ino, true);
+            wanted.push(keys::chunk(ino, 0));
+            let mut raws = tx.snapshot_batch_get(&wanted).await?;
+            let first_chunk = raws.pop().flatten();
+            let attr = attr_from(ino, raws)?.ok_or(MetaError::Errno(libc::ENOENT))?;
             if attr.kind == FileKind::Directory && mask & W_OK != 0 {
                 return errno(libc::EISDIR);
             }
@@ -141,7 +156,12 @@ impl Meta {
                 return errno(libc::EACCES);
             }
             mark_open(&tx, ino, sid)?;
-            Ok(attr)
+            let records = match (attr.kind, first_chunk) {
+                (FileKind::File, Some(raw)) => Some(decode_chunk(ino, 0, &raw)?),
+                (FileKind::File, None) => Some(Vec::new()),
+                _ => None,
+            };
+            Ok((attr, records))
         })
         .await
     }

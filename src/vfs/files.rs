@@ -74,6 +74,12 @@ impl OpenFile {
         self.reader.forget_chunks();
     }
 
+    /// The length an open just read, with the chunk records it read
+    /// (which stay).
+    pub fn set_opened_length(&self, length: u64) {
+        self.length.store(length, Ordering::Release);
+    }
+
     pub fn posix_locked(&self) -> bool {
         self.posix_locked.load(Ordering::Acquire)
     }
