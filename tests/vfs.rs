@@ -33,7 +33,11 @@ async fn client_with(db: &Db, objects: &Arc<dyn ObjectStore>, options: VfsOption
 
 /// One volume, two clients (as two hosts would be).
 async fn two_clients() -> (Arc<Vfs>, Arc<Vfs>) {
-    let db = common::mem_db(None);
+    two_clients_on(common::mem_db(None)).await
+}
+
+/// One volume on `db`, two clients.
+async fn two_clients_on(db: Db) -> (Arc<Vfs>, Arc<Vfs>) {
     Meta::format(&db, &common::volume("vfs"), false)
         .await
         .expect("format");
@@ -143,11 +147,7 @@ async fn opening_a_file_reads_its_first_chunk_with_it() {
         }),
         jfs::kv::DbOptions::default(),
     );
-    Meta::format(&db, &common::volume("vfs"), false)
-        .await
-        .expect("format");
-    let objects: Arc<dyn ObjectStore> = Arc::new(MemStore::default());
-    let (a, b) = (client(&db, &objects).await, client(&db, &objects).await);
+    let (a, b) = two_clients_on(db).await;
     let ctx = Ctx::root();
     let (ino, _, w) = a
         .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
