@@ -31,6 +31,20 @@ async fn client_with(db: &Db, objects: &Arc<dyn ObjectStore>, options: VfsOption
     Vfs::new(meta, data, options)
 }
 
+/// A file `name` in the root that `client` created, wrote `data` to and
+/// closed.
+async fn written(client: &Vfs, name: &[u8], data: &[u8]) -> jfs::meta::Ino {
+    let ctx = Ctx::root();
+    let (ino, _, w) = client
+        .create(&ctx, ROOT_INO, name, 0o644, 0, RW)
+        .await
+        .expect("create");
+    client.write(w.fh, 0, data).await.expect("write");
+    client.flush(w.fh, None).await.expect("flush");
+    client.release(w.fh).await.expect("release");
+    ino
+}
+
 /// One volume, two clients (as two hosts would be).
 async fn two_clients() -> (Arc<Vfs>, Arc<Vfs>) {
     two_clients_on(common::mem_db(None)).await
@@ -67,13 +81,7 @@ async fn buffered_writes_show_in_getattr_and_reads_before_close() {
 async fn open_keeps_the_cache_only_when_the_file_did_not_change() {
     let (a, b) = two_clients().await;
     let ctx = Ctx::root();
-    let (ino, _, w) = a
-        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
-        .await
-        .expect("create");
-    a.write(w.fh, 0, b"one").await.expect("write");
-    a.flush(w.fh, None).await.expect("flush");
-    a.release(w.fh).await.expect("release");
+    let ino = written(&a, b"f", b"one").await;
 
     let first = b.open(&ctx, ino, libc::O_RDONLY).await.expect("open");
     assert!(!first.keep_cache, "first open on this client");
@@ -149,12 +157,7 @@ async fn opening_a_file_reads_its_first_chunk_with_it() {
     );
     let (a, b) = two_clients_on(db).await;
     let ctx = Ctx::root();
-    let (ino, _, w) = a
-        .create(&ctx, ROOT_INO, b"f", 0o644, 0, RW)
-        .await
-        .expect("create");
-    a.write(w.fh, 0, b"small file").await.expect("write");
-    a.release(w.fh).await.expect("release");
+    let ino = written(&a, b"f", b"small file").await;
 
     let count = || begun.load(std::sync::atomic::Ordering::SeqCst);
     let before = count();

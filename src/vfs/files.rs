@@ -74,8 +74,8 @@ impl OpenFile {
         self.reader.forget_chunks();
     }
 
-    /// The length an open just read, with the chunk records it read
-    /// (which stay).
+    /// The length an open just read; the reader's chunk records were
+    /// dropped before it (and those it read with it kept).
     pub fn set_opened_length(&self, length: u64) {
         self.length.store(length, Ordering::Release);
     }

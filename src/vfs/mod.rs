@@ -439,8 +439,6 @@ impl Vfs {
 
     async fn open_inode(&self, ctx: &Ctx, ino: Ino, flags: i32) -> VfsResult<Opened> {
         let mask = access_mask(flags);
-        // Whether this open read the file's records afresh (a first open).
-        let mut records_read = false;
         let (file, attr) = loop {
             let file = {
                 let mut files = lock(&self.files);
@@ -460,18 +458,17 @@ impl Vfs {
                 // Lost a race with the last release: take a fresh entry.
                 continue;
             }
+            // Chunk records read before this open go (close-to-open); a
+            // first open reads the first chunk's again with the attributes.
+            file.reader.forget_chunks();
+            let before = file.reader.changes();
             let attr = if !state.marked {
-                // Records read before this open go (close-to-open); the
-                // open reads the first chunk's again with the attributes.
-                file.reader.forget_chunks();
-                let before = file.reader.changes();
                 match self.meta.open_reading(ctx, ino, mask).await {
                     Ok((attr, first_chunk)) => {
                         state.marked = true;
                         if let Some(records) = first_chunk {
                             file.reader.know_chunk(0, records, before);
                         }
-                        records_read = true;
                         attr
                     }
                     Err(e) => {
@@ -495,11 +492,7 @@ impl Vfs {
             break (file, attr);
         };
         if !file.is_dirty() {
-            if records_read {
-                file.set_opened_length(attr.length);
-            } else {
-                file.set_length(attr.length);
-            }
+            file.set_opened_length(attr.length);
         }
         let now = (attr.mtime, attr.length);
         let keep_cache = self.remember(ino, now);
