@@ -5,8 +5,9 @@
 //! Sequential reading is detected per open file and read ahead: the window
 //! of blocks fetched in the background doubles on each sequential read, up
 //! to as many blocks as may upload at once (`--max-uploads`) and half the
-//! memory cache, and resets on a jump. Concurrent requests for
-//! one block share one fetch. A small read of an uncompressed block not in
+//! memory cache shared by the streams (with the block each reads), and
+//! resets on a jump; a stream drops each block it is done with. Concurrent
+//! requests for one block share one fetch. A small read of an uncompressed block not in
 //! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
 
 use std::collections::{HashMap, VecDeque};
@@ -108,16 +109,17 @@ impl BlockCache {
 
 impl DataStore {
     /// The largest read-ahead window of a file: the blocks that may be
-    /// fetched at once, as long as half the memory cache holds them for all
-    /// files read sequentially now (more, and blocks read ahead for one
-    /// file would evict another's before they are read); at least one
-    /// block.
+    /// fetched at once, as long as half the memory cache holds them and
+    /// the block each stream reads, for all files read sequentially now
+    /// (more, and blocks read ahead for one file would evict another's
+    /// before they are read, and memory grows with the streams); at least
+    /// one block.
     fn readahead_limit(&self) -> u64 {
         let block = self.block_size as u64;
         let parallel = self.max_uploads as u64 * block;
         let streams = self.streams.load(Ordering::Relaxed).max(1) as u64;
         parallel
-            .min(self.cache.budget as u64 / 2 / streams)
+            .min((self.cache.budget as u64 / 2 / streams).saturating_sub(block))
             .max(block)
     }
 
@@ -361,12 +363,10 @@ struct ReadPattern {
     run: u64,
     window: u64,
     requested_to: u64,
-    /// The block being read, and the one read before it while the read
-    /// of this one is not yet half through (see `FileReader::done_behind`).
+    /// The block being read, and the one read before it (see
+    /// `FileReader::done_behind`).
     reading: Option<String>,
     behind: Option<String>,
-    /// Whether `behind` was dropped from the memory cache already.
-    behind_dropped: bool,
 }
 
 /// How far from where a stream's requests reached a request may start
@@ -496,33 +496,27 @@ impl FileReader {
             > 0
     }
 
-    /// A stream half through a block is done with the block it read
+    /// A stream that reached a block is done with the block it read
     /// before (of the same slice or not): the kernel's page cache keeps its
     /// pages, the disk cache its object, and the memory cache is left to
-    /// blocks read ahead and not yet read instead of holding what was read
-    /// until it is full. Not at the block's end: the kernel's reads of one
-    /// block may arrive out of order, and a late request for the block
-    /// behind changes nothing (it would make the block ahead look done).
-    fn done_behind(&self, key: String, half_through: bool) {
+    /// the block read and those read ahead, instead of holding what was
+    /// read until it is full. A late request for the block behind (the
+    /// kernel's reads arrive a little out of order) changes nothing: it
+    /// reads the part it wants from the disk cache, as random reads do.
+    fn done_behind(&self, key: String) {
         let mut p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
         if p.window == 0 {
             p.reading = None;
             p.behind = None;
             return;
         }
-        if p.behind.as_ref() == Some(&key) {
+        if p.behind.as_ref() == Some(&key) || p.reading.as_ref() == Some(&key) {
             return;
         }
-        if p.reading.as_ref() != Some(&key) {
-            p.behind = p.reading.replace(key);
-            p.behind_dropped = false;
-        }
-        if half_through && !p.behind_dropped {
-            if let Some(done) = p.behind.clone() {
-                p.behind_dropped = true;
-                drop(p);
-                self.store.cache.remove(&done);
-            }
+        p.behind = p.reading.replace(key);
+        if let Some(done) = p.behind.clone() {
+            drop(p);
+            self.store.cache.remove(&done);
         }
     }
 
@@ -799,7 +793,7 @@ impl FileReader {
             Some(block) => block,
             None => self.store.block(id, index as u32, block_len, keep).await?,
         };
-        self.done_behind(key, within >= bs / 2);
+        self.done_behind(key);
         Ok(block.slice(within as usize..(within + n) as usize))
     }
 }
