@@ -3,7 +3,7 @@
 //! visible pieces fetched, checked and kept in a bounded memory cache.
 //!
 //! Sequential reading is detected per open file and read ahead: the window
-//! of blocks fetched in the background doubles on each sequential read, up
+//! of blocks fetched in the background doubles with each block read, up
 //! to as many blocks as may upload at once (`--max-uploads`) and half the
 //! memory cache shared by the streams (with the block each reads), and
 //! resets on a jump; a stream drops each block it is done with. Concurrent
@@ -569,8 +569,13 @@ impl FileReader {
                 end - offset
             };
             let was_streaming = p.window > 0;
+            // The window doubles with each block the stream reaches, not
+            // with each request: streams that start together (`-p 4`) are
+            // all counted before one of them asks for a whole window.
+            let next_block = end > p.next && (end - 1) / block > p.next.saturating_sub(1) / block;
             p.window = if sequential && p.run >= STREAM_AFTER {
-                (p.window * 2).clamp(block, self.store.readahead_limit())
+                let grown = if next_block { p.window * 2 } else { p.window };
+                grown.clamp(block, self.store.readahead_limit())
             } else {
                 0
             };
@@ -586,7 +591,12 @@ impl FileReader {
             } else {
                 end
             };
-            let to = (end + p.window).min(file_len);
+            // Whole blocks past the one being read: a window reaching
+            // into a block part way fetched all of it, one block more per
+            // stream than the window (4 streams of a 1-block window held
+            // 12 blocks, not 8).
+            let reading_end = (end - 1) / block * block + block;
+            let to = (reading_end + p.window).min(file_len);
             p.requested_to = to.max(from);
             (p.window > 0 && to > from).then_some((from, to))
         };
