@@ -690,8 +690,17 @@ impl FileReader {
                         }
                         let (store, read_to) = (store.clone(), read_to.clone());
                         tokio::spawn(async move {
-                            if read_to.load(Ordering::Relaxed) <= block_from {
-                                let _ = store.block(seg.id, index as u32, len, true).await;
+                            if read_to.load(Ordering::Relaxed) > block_from {
+                                return;
+                            }
+                            let _ = store.block(seg.id, index as u32, len, true).await;
+                            // A stream that read past the block while it was
+                            // fetched (its requests took the parts from the
+                            // disk cache) dropped it before it was in the
+                            // memory cache: it goes now, or it stays until
+                            // the cache is full.
+                            if read_to.load(Ordering::Relaxed) >= block_from + len as u64 {
+                                store.cache.remove(&block_key(seg.id, index as u32, len));
                             }
                         });
                     }
