@@ -20,12 +20,13 @@ pub mod vfs;
 /// still mappings: fuser's 16 MiB request buffer, one per FUSE thread,
 /// taken from an arena was zeroed by calloc and resident whole, touched or
 /// not (an idle mount 34 MiB resident, 18 with this; peak of `jfs bench
-/// -p 1` 85 MiB, 69 with this, of `-p 4` 129 MiB, 100-118 with this). Memory kept free is bounded: one
-/// arena per core (glibc's default of eight per core kept freed buffers in
-/// each: peak RSS of `jfs bench -p 4` on a `file` store 500-545 MiB,
-/// 221-226 with this) and the top of each heap trimmed past 64 MiB (16 MiB
-/// saved another 25 MiB of peak but brought the page faults back: 14% of a
-/// sequential write's CPU).
+/// -p 1` 85 MiB, 69 with this, of `-p 4` 129 MiB, 100-118 with this).
+/// Memory kept free is bounded: one arena per core (glibc's default of
+/// eight per core kept freed buffers in each: peak RSS of `jfs bench -p 4`
+/// on a `file` store 500-545 MiB, 221-226 with this) and the top of each
+/// heap trimmed past 64 MiB (16 MiB saved another 25 MiB of peak but
+/// brought the page faults back: 14% of a sequential write's CPU; tried
+/// again at 8 MiB with blocks out of the heap: no lower peak).
 pub fn tune_allocator() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator thresholds; called before the

@@ -7,8 +7,9 @@
 //! to as many blocks as may upload at once (`--max-uploads`) and half the
 //! memory cache shared by the streams (with the block each reads), and
 //! resets on a jump; a stream drops each block it is done with. Concurrent
-//! requests for one block share one fetch. A small read of an uncompressed block not in
-//! the cache fetches only the 64 KiB pieces it needs (and their CRCs).
+//! requests for one block share one fetch. A small read of an uncompressed
+//! block not in the cache fetches only the 64 KiB pieces it needs (and
+//! their CRCs).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
