@@ -78,7 +78,7 @@ pub(crate) struct UploadPermit {
 /// What one round of uploads says to do with the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    Grow(usize),
+    Grow,
     Shrink,
     Keep,
 }
@@ -143,11 +143,13 @@ impl UploadLimit {
     /// all are out is owed, and dropped when one comes back.
     fn apply(&self, state: &mut State, step: Step) {
         match step {
-            Step::Grow(by) => {
-                state.limit += by;
-                let paid = by.min(state.owed);
-                state.owed -= paid;
-                self.permits.add_permits(by - paid);
+            Step::Grow => {
+                state.limit += 1;
+                if state.owed > 0 {
+                    state.owed -= 1;
+                } else {
+                    self.permits.add_permits(1);
+                }
             }
             Step::Shrink => {
                 state.limit -= 1;
@@ -179,7 +181,7 @@ impl State {
         self.round_samples = 0;
         let queued = self.limit as f64 * (1.0 - base.as_secs_f64() / now.as_secs_f64().max(1e-9));
         if queued < GROW_BELOW && self.limit < max {
-            Step::Grow(1)
+            Step::Grow
         } else if queued > SHRINK_ABOVE && self.limit > floor {
             Step::Shrink
         } else {
@@ -322,7 +324,8 @@ mod tests {
         assert_eq!((limit.current(), limit.lock().owed), (3, 1));
         drop(held);
         assert_eq!(limit.permits.available_permits(), 3);
-        step(&limit, Step::Grow(2));
+        step(&limit, Step::Grow);
+        step(&limit, Step::Grow);
         assert_eq!(limit.permits.available_permits(), 5);
         assert_eq!(limit.current(), 5);
     }
