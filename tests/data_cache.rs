@@ -373,3 +373,81 @@ async fn stream_through_memory(swapped: bool) {
     );
     assert!(most > 0, "the stream read nothing ahead");
 }
+
+/// Streams over blocks the disk cache holds read ahead into the kernel's
+/// page cache once several share the memory budget: four streams keep in
+/// memory the block each reads and nothing ahead (with blocks read ahead
+/// into memory, 8), while a lone stream still reads ahead into
+/// memory (it waits on each read; several streams keep several reads in
+/// flight between them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_the_disk_cache_read_ahead_into_the_page_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
+    let mut volume = common::volume("streams");
+    volume.block_size_bytes = BLOCK;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    let options = || DataOptions {
+        max_uploads: 4,
+        memory_cache_bytes: 16 * BLOCK as usize,
+        disk_cache: Some(cache(dir.path(), &meta, 1 << 30)),
+        ..Default::default()
+    };
+    let writing = DataStore::new(meta.clone(), objects.clone(), 4, 0).expect("store");
+    let blocks = 40usize;
+    let data: Vec<u8> = (0..blocks * BLOCK as usize)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let mut files = Vec::new();
+    for name in [b"f0", b"f1", b"f2", b"f3"] {
+        let (ino, _) = meta
+            .mknod(&Ctx::root(), ROOT_INO, name, FileKind::File, 0o644, 0)
+            .await
+            .expect("create");
+        let mut w = FileWriter::new(writing.clone(), ino);
+        w.write(0, &data).await.expect("write");
+        w.flush().await.expect("flush");
+        files.push(ino);
+    }
+    // One read of each whole file puts its blocks in the disk cache.
+    let filling = DataStore::with_options(meta.clone(), objects.clone(), options()).expect("store");
+    for &ino in &files {
+        let got = FileReader::new(filling.clone(), ino)
+            .read(0, data.len(), data.len() as u64)
+            .await
+            .expect("read");
+        assert!(got == data);
+    }
+    let (_, entries) = filling.disk_cache().expect("disk").usage();
+    assert_eq!(entries, 4 * blocks, "every block in the disk cache");
+
+    // One request of each stream in turn, 16 KiB at a time.
+    for streams in [4usize, 1] {
+        let store =
+            DataStore::with_options(meta.clone(), objects.clone(), options()).expect("store");
+        let readers: Vec<FileReader> = files[..streams]
+            .iter()
+            .map(|&ino| FileReader::new(store.clone(), ino))
+            .collect();
+        let mut most = 0;
+        for at in (0..data.len()).step_by(16 << 10) {
+            for reader in &readers {
+                let got = reader
+                    .read(at as u64, 16 << 10, data.len() as u64)
+                    .await
+                    .expect("read");
+                assert_eq!(&got[..], &data[at..at + got.len()], "at {at}");
+            }
+            most = most.max(store.memory_cache_bytes());
+        }
+        let most = most / BLOCK as usize;
+        if streams == 4 {
+            // The block each reads, and one read ahead by the first
+            // stream while it was alone.
+            assert!(most <= 5, "four streams held up to {most} blocks in memory");
+        } else {
+            assert!(most > 1, "a lone stream read nothing ahead into memory");
+        }
+    }
+}

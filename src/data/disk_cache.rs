@@ -124,6 +124,25 @@ impl DiskCache {
         (index.bytes, index.entries.len())
     }
 
+    /// Whether block `key` is cached (as far as the index knows: a file
+    /// removed behind the cache's back is found missing when read).
+    pub fn contains(&self, key: &str) -> bool {
+        self.lock().contains(key)
+    }
+
+    /// Starts reading block `key` into the kernel's page cache, if cached,
+    /// so that reads of its parts soon after find it there.
+    pub fn prefetch(&self, key: &str) {
+        use std::os::fd::AsRawFd;
+        if !self.contains(key) {
+            return;
+        }
+        if let Ok(file) = std::fs::File::open(self.path(key)) {
+            // SAFETY: a valid descriptor, owned by `file` for the call.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        }
+    }
+
     /// The stored block `key`, if cached (unchecked: the caller decodes).
     pub fn get(&self, key: &str) -> Option<bytes::Bytes> {
         self.get_fed(key, None)

@@ -6,10 +6,13 @@
 //! of blocks fetched in the background doubles with each block read, up
 //! to as many blocks as may upload at once (`--max-uploads`) and half the
 //! memory cache shared by the streams (with the block each reads), and
-//! resets on a jump; a stream drops each block it is done with. Concurrent
-//! requests for one block share one fetch. A small read of an uncompressed
-//! block not in the cache fetches only the 64 KiB pieces it needs (and
-//! their CRCs).
+//! resets on a jump; a stream drops each block it is done with. Blocks the
+//! disk cache holds are read ahead into memory only as far as a smaller
+//! window (see `memory_readahead`), beyond it into the kernel's page
+//! cache. Concurrent requests for one block share one fetch. A small read
+//! of an uncompressed block not in the cache fetches only the 64 KiB
+//! pieces it needs (and their CRCs); so does any read of the block a
+//! stream left behind.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,6 +125,27 @@ impl DataStore {
         parallel
             .min((self.cache.budget as u64 / 2 / streams).saturating_sub(block))
             .max(block)
+    }
+
+    /// How far a stream reads ahead into memory the blocks the disk cache
+    /// holds, in whole blocks: its share of half the memory cache, divided
+    /// again by the number of streams, less the block it reads. A lone
+    /// stream waits on each read and needs a deep window (7 blocks with
+    /// the default cache: a single warm fio read was 20% slower with 3);
+    /// several streams keep several reads in flight between them (2
+    /// streams: 1 block each; 4: none). Blocks further ahead go into the
+    /// kernel's page cache only, which costs this process no memory (`jfs
+    /// bench -p 4` read phase on a dev mount: peak RSS 65-77 MiB against
+    /// 83-91 with every block read ahead into memory).
+    fn memory_readahead(&self) -> u64 {
+        let block = self.block_size as u64;
+        let streams = self.streams.load(Ordering::Relaxed).max(1) as u64;
+        (self.cache.budget as u64 / 2 / streams / streams).saturating_sub(block) / block * block
+    }
+
+    /// Whether the disk cache holds block `key`.
+    fn on_disk(&self, key: &str) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.contains(key))
     }
 
     /// The data of block `index` of slice `id` (`len` bytes): from the
@@ -383,6 +407,16 @@ const OUT_OF_ORDER: u64 = 4 << 20;
 /// (two or three requests of up to 256 KiB), which must not fetch blocks.
 const STREAM_AFTER: u64 = 1 << 20;
 
+/// Where a block is to a file's sequential stream.
+enum Place {
+    /// The file is not read sequentially.
+    Off,
+    /// The block the stream read before the one it reads now.
+    Behind,
+    /// The block the stream reads, or one ahead.
+    On,
+}
+
 /// Reads one file; keep one per open file so that read-ahead can follow
 /// sequential reads.
 pub struct FileReader {
@@ -497,6 +531,19 @@ impl FileReader {
             > 0
     }
 
+    /// Where block `key` is to this file's stream: no stream, the block
+    /// the stream left behind, or on its way.
+    fn stream_place(&self, key: &str) -> Place {
+        let p = self.pattern.lock().unwrap_or_else(|p| p.into_inner());
+        if p.window == 0 {
+            Place::Off
+        } else if p.behind.as_deref() == Some(key) {
+            Place::Behind
+        } else {
+            Place::On
+        }
+    }
+
     /// A stream that reached a block is done with the block it read
     /// before (of the same slice or not): the kernel's page cache keeps its
     /// pages, the disk cache its object, and the memory cache is left to
@@ -599,10 +646,11 @@ impl FileReader {
             let reading_end = (end - 1) / block * block + block;
             let to = (reading_end + p.window).min(file_len);
             p.requested_to = to.max(from);
-            (p.window > 0 && to > from).then_some((from, to))
+            let in_memory = reading_end + self.store.memory_readahead().min(p.window);
+            (p.window > 0 && to > from).then_some((from, to, in_memory))
         };
-        if let Some((from, to)) = ahead {
-            self.read_ahead(from, to);
+        if let Some((from, to, in_memory)) = ahead {
+            self.read_ahead(from, to, in_memory);
         }
         let (first, last) = (offset / CHUNK_SIZE, (end - 1) / CHUNK_SIZE);
         if first == last {
@@ -653,8 +701,10 @@ impl FileReader {
     }
 
     /// Fetches into the cache, in the background, the blocks behind file
-    /// bytes `[from, to)`.
-    fn read_ahead(&self, from: u64, to: u64) {
+    /// bytes `[from, to)`; of those the disk cache holds, only the ones
+    /// starting before `in_memory` are read into the memory cache, the
+    /// others into the kernel's page cache.
+    fn read_ahead(&self, from: u64, to: u64, in_memory: u64) {
         let (store, ino, chunks) = (self.store.clone(), self.ino, self.chunks.clone());
         let read_to = self.read_to.clone();
         tokio::spawn(async move {
@@ -687,6 +737,15 @@ impl FileReader {
                         if block_from < from {
                             // Asked for with the range before this one (or
                             // the block being read, which the read fetches).
+                            continue;
+                        }
+                        let key = block_key(seg.id, index as u32, len);
+                        let to_pages = store
+                            .disk
+                            .clone()
+                            .filter(|d| block_from >= in_memory && d.contains(&key));
+                        if let Some(disk) = to_pages {
+                            tokio::task::spawn_blocking(move || disk.prefetch(&key));
                             continue;
                         }
                         let (store, read_to) = (store.clone(), read_to.clone());
@@ -783,10 +842,17 @@ impl FileReader {
         // disk is full) from object storage; otherwise the whole block is
         // fetched, for the disk cache, which serves the next such reads of
         // it. The memory cache is left to sequential reads: random ones
-        // (and the kernel's read-ahead among them) would only churn it.
+        // (and the kernel's read-ahead among them) would only churn it. A
+        // stream reads the blocks on its way whole, a small request too
+        // when the disk cache holds the block (the next requests read on
+        // in it); a late request for the block it left behind takes its
+        // part, or the block would come back into memory to stay.
         let small = cached.is_none()
             && self.store.decoder(id) == super::block::BlockDecoder::Jfs
-            && (n * 4 < block_len as u64 || !self.streaming());
+            && match self.stream_place(&key) {
+                Place::Off | Place::Behind => true,
+                Place::On => n * 4 < block_len as u64 && !self.store.on_disk(&key),
+            };
         let mut keep = true;
         if small {
             let from_disk = self
