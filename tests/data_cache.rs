@@ -372,12 +372,20 @@ async fn stream_through_memory(swapped: bool) {
         kept / BLOCK as usize
     );
     assert!(most > 0, "the stream read nothing ahead");
+    // Closed, the file leaves nothing in memory (the block read last
+    // stayed until the cache was full).
+    drop(reader);
+    assert_eq!(
+        store.memory_cache_bytes() / BLOCK as usize,
+        0,
+        "blocks in memory after the file was closed"
+    );
 }
 
 /// Streams over blocks the disk cache holds read ahead into the kernel's
 /// page cache once several share the memory budget: four streams keep in
 /// memory the block each reads and nothing ahead (with blocks read ahead
-/// into memory, 8), while a lone stream still reads ahead into
+/// into memory, 8; up to 6 here as the streams start), while a lone stream still reads ahead into
 /// memory (it waits on each read; several streams keep several reads in
 /// flight between them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,9 +451,9 @@ async fn streams_over_the_disk_cache_read_ahead_into_the_page_cache() {
         }
         let most = most / BLOCK as usize;
         if streams == 4 {
-            // The block each reads, and one read ahead by the first
-            // stream while it was alone.
-            assert!(most <= 5, "four streams held up to {most} blocks in memory");
+            // The block each reads, and one read ahead by each of the
+            // first two streams while fewer streams were counted.
+            assert!(most <= 6, "four streams held up to {most} blocks in memory");
         } else {
             assert!(most > 1, "a lone stream read nothing ahead into memory");
         }
