@@ -12,6 +12,18 @@ use jfs::object::{FileStore, ObjectStore};
 
 const BLOCK: u32 = 64 << 10;
 
+/// A directory for the objects (and caches), its store, and volume
+/// `name`'s metadata with `BLOCK`-sized blocks.
+async fn fixture(name: &str) -> (tempfile::TempDir, Arc<dyn ObjectStore>, Arc<Meta>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
+    let mut volume = common::volume(name);
+    volume.block_size_bytes = BLOCK;
+    let meta = Arc::new(common::mem_meta(volume).await);
+    (dir, objects, meta)
+}
+
 async fn setup() -> (
     tempfile::TempDir,
     Arc<Meta>,
@@ -19,12 +31,7 @@ async fn setup() -> (
     u64,
     Vec<u8>,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let objects: Arc<dyn ObjectStore> =
-        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
-    let mut volume = common::volume("cache");
-    volume.block_size_bytes = BLOCK;
-    let meta = Arc::new(common::mem_meta(volume).await);
+    let (dir, objects, meta) = fixture("cache").await;
     let store = DataStore::new(meta.clone(), objects.clone(), 4, 0).expect("store");
     let (ino, _) = meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
@@ -35,6 +42,23 @@ async fn setup() -> (
     w.write(0, &data).await.expect("write");
     w.flush().await.expect("flush");
     (dir, meta, objects, ino, data)
+}
+
+/// The whole of file `ino` (`len` bytes) through a reader of its own.
+async fn read_whole(store: Arc<DataStore>, ino: u64, len: usize) -> bytes::Bytes {
+    FileReader::new(store, ino)
+        .read(0, len, len as u64)
+        .await
+        .expect("read")
+}
+
+/// 16 KiB of a file holding `data`, from `at`, checked.
+async fn read_checked(reader: &FileReader, data: &[u8], at: usize) {
+    let got = reader
+        .read(at as u64, 16 << 10, data.len() as u64)
+        .await
+        .expect("read");
+    assert_eq!(&got[..], &data[at..at + got.len()], "at {at}");
 }
 
 /// Options with `disk` as the disk cache and no memory cache.
@@ -60,10 +84,7 @@ async fn hits_need_no_object_store_and_survive_a_remount() {
         disk(cache(dir.path(), &meta, 1 << 30)),
     )
     .expect("store");
-    let got = FileReader::new(store.clone(), ino)
-        .read(0, data.len(), data.len() as u64)
-        .await
-        .expect("read");
+    let got = read_whole(store.clone(), ino, data.len()).await;
     assert!(got == data);
     let (bytes, entries) = store.disk_cache().expect("disk").usage();
     assert_eq!(entries, 10);
@@ -77,10 +98,7 @@ async fn hits_need_no_object_store_and_survive_a_remount() {
         "cache found again after remount"
     );
     let store = DataStore::with_options(meta.clone(), objects, disk(remounted)).expect("store");
-    let got = FileReader::new(store, ino)
-        .read(0, data.len(), data.len() as u64)
-        .await
-        .expect("read from cache");
+    let got = read_whole(store, ino, data.len()).await;
     assert!(got == data);
 }
 
@@ -93,10 +111,7 @@ async fn a_damaged_entry_is_fetched_again() {
         disk(cache(dir.path(), &meta, 1 << 30)),
     )
     .expect("store");
-    FileReader::new(store.clone(), ino)
-        .read(0, data.len(), data.len() as u64)
-        .await
-        .expect("fill the cache");
+    read_whole(store.clone(), ino, data.len()).await;
     drop(store);
     let mut damaged = 0;
     for entry in walk(&dir.path().join("cache")) {
@@ -113,10 +128,7 @@ async fn a_damaged_entry_is_fetched_again() {
         disk(cache(dir.path(), &meta, 1 << 30)),
     )
     .expect("store");
-    let got = FileReader::new(store, ino)
-        .read(0, data.len(), data.len() as u64)
-        .await
-        .expect("read");
+    let got = read_whole(store, ino, data.len()).await;
     assert!(got == data, "damaged cache entries were returned as data");
 }
 
@@ -130,10 +142,7 @@ async fn a_small_cache_evicts_to_its_size() {
         disk(cache(dir.path(), &meta, capacity)),
     )
     .expect("store");
-    let got = FileReader::new(store.clone(), ino)
-        .read(0, data.len(), data.len() as u64)
-        .await
-        .expect("read");
+    let got = read_whole(store.clone(), ino, data.len()).await;
     assert!(got == data);
     let (bytes, entries) = store.disk_cache().expect("disk").usage();
     assert!(
@@ -211,10 +220,7 @@ async fn the_write_buffer_bounds_blocks_in_memory() {
         "{most} blocks uploading at once with a 3-block buffer"
     );
     assert_eq!(store.buffer_in_use(), 0, "buffer released after flush");
-    let got = FileReader::new(store, ino)
-        .read(0, data.len(), data.len() as u64)
-        .await
-        .expect("read");
+    let got = read_whole(store, ino, data.len()).await;
     assert!(got == data);
 }
 
@@ -312,12 +318,7 @@ async fn a_stream_whose_requests_arrive_out_of_order_is_still_a_stream() {
 }
 
 async fn stream_through_memory(swapped: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let objects: Arc<dyn ObjectStore> =
-        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
-    let mut volume = common::volume("stream");
-    volume.block_size_bytes = BLOCK;
-    let meta = Arc::new(common::mem_meta(volume).await);
+    let (_dir, objects, meta) = fixture("stream").await;
     let blocks = 40usize;
     // Room for the whole file: only the reader's choice keeps it small.
     let store =
@@ -353,11 +354,7 @@ async fn stream_through_memory(swapped: bool) {
         }
     }
     for at in order {
-        let got = reader
-            .read(at as u64, 16 << 10, data.len() as u64)
-            .await
-            .expect("read");
-        assert_eq!(&got[..], &data[at..at + got.len()], "at {at}");
+        read_checked(&reader, &data, at).await;
         most = most.max(store.memory_cache_bytes());
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -385,17 +382,12 @@ async fn stream_through_memory(swapped: bool) {
 /// Streams over blocks the disk cache holds read ahead into the kernel's
 /// page cache once several share the memory budget: four streams keep in
 /// memory the block each reads and nothing ahead (with blocks read ahead
-/// into memory, 8; up to 6 here as the streams start), while a lone stream still reads ahead into
-/// memory (it waits on each read; several streams keep several reads in
-/// flight between them).
+/// into memory, 8; up to 6 here as the streams start), while a lone stream
+/// still reads ahead into memory (it waits on each read; several streams
+/// keep several reads in flight between them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_over_the_disk_cache_read_ahead_into_the_page_cache() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let objects: Arc<dyn ObjectStore> =
-        Arc::new(FileStore::open(&dir.path().join("objects")).expect("store"));
-    let mut volume = common::volume("streams");
-    volume.block_size_bytes = BLOCK;
-    let meta = Arc::new(common::mem_meta(volume).await);
+    let (dir, objects, meta) = fixture("streams").await;
     let options = || DataOptions {
         max_uploads: 4,
         memory_cache_bytes: 16 * BLOCK as usize,
@@ -421,10 +413,7 @@ async fn streams_over_the_disk_cache_read_ahead_into_the_page_cache() {
     // One read of each whole file puts its blocks in the disk cache.
     let filling = DataStore::with_options(meta.clone(), objects.clone(), options()).expect("store");
     for &ino in &files {
-        let got = FileReader::new(filling.clone(), ino)
-            .read(0, data.len(), data.len() as u64)
-            .await
-            .expect("read");
+        let got = read_whole(filling.clone(), ino, data.len()).await;
         assert!(got == data);
     }
     let (_, entries) = filling.disk_cache().expect("disk").usage();
@@ -441,11 +430,7 @@ async fn streams_over_the_disk_cache_read_ahead_into_the_page_cache() {
         let mut most = 0;
         for at in (0..data.len()).step_by(16 << 10) {
             for reader in &readers {
-                let got = reader
-                    .read(at as u64, 16 << 10, data.len() as u64)
-                    .await
-                    .expect("read");
-                assert_eq!(&got[..], &data[at..at + got.len()], "at {at}");
+                read_checked(reader, &data, at).await;
             }
             most = most.max(store.memory_cache_bytes());
         }
