@@ -130,13 +130,11 @@ impl DiskCache {
         self.lock().contains(key)
     }
 
-    /// Starts reading block `key` into the kernel's page cache, if cached,
+    /// Starts reading block `key` into the kernel's page cache (callers
+    /// check [`DiskCache::contains`] first; a missing file is no error),
     /// so that reads of its parts soon after find it there.
     pub fn prefetch(&self, key: &str) {
         use std::os::fd::AsRawFd;
-        if !self.contains(key) {
-            return;
-        }
         if let Ok(file) = std::fs::File::open(self.path(key)) {
             // SAFETY: a valid descriptor, owned by `file` for the call.
             unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };

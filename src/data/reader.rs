@@ -759,7 +759,7 @@ impl FileReader {
                             // memory cache: it goes now, or it stays until
                             // the cache is full.
                             if read_to.load(Ordering::Relaxed) >= block_from + len as u64 {
-                                store.cache.remove(&block_key(seg.id, index as u32, len));
+                                store.cache.remove(&key);
                             }
                         });
                     }
