@@ -170,7 +170,7 @@ impl DataStore {
         // block (a stream done with it) drops it for good.
         let result: DataResult<(Bytes, bool)> = slot
             .get_or_try_init(|| async {
-                let block = self.fetch_block(id, key.clone(), len).await?;
+                let block = self.fetch_block(id, key.clone(), len, keep).await?;
                 if keep {
                     self.cache.insert(key.clone(), block.clone());
                 }
@@ -187,7 +187,7 @@ impl DataStore {
         Ok(block)
     }
 
-    async fn fetch_block(&self, id: u64, key: String, len: u32) -> DataResult<Bytes> {
+    async fn fetch_block(&self, id: u64, key: String, len: u32, keep: bool) -> DataResult<Bytes> {
         let decoder = self.decoder(id);
         // A block written with writeback may not be uploaded yet.
         if let Some(staging) = self.staging.clone() {
@@ -209,7 +209,7 @@ impl DataStore {
             let k = key.clone();
             let hit = tokio::task::spawn_blocking(move || {
                 let (check, feed) = piece_check(decoder);
-                let stored = disk.get_fed(&k, feed.as_deref())?;
+                let stored = disk.get_fed(&k, feed.as_deref(), keep)?;
                 let decoded = decoder.decode_checked(stored, len, check.map(taken));
                 checked_or_dropped(&disk, &k, decoded)
             })
