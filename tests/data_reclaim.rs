@@ -191,3 +191,119 @@ async fn blocks_of_a_writer_that_died_before_committing_are_cleaned_up() {
         .expect("committed data reads");
     assert_eq!(got, vec![1u8; 100_000]);
 }
+
+/// An engine that records where each scan starts.
+struct ScanStarts {
+    inner: Arc<dyn jfs::kv::Engine>,
+    starts: Arc<std::sync::Mutex<Vec<jfs::kv::Key>>>,
+}
+
+struct ScanStartsTxn {
+    inner: Box<dyn jfs::kv::EngineTxn>,
+    starts: Arc<std::sync::Mutex<Vec<jfs::kv::Key>>>,
+}
+
+#[async_trait::async_trait]
+impl jfs::kv::Engine for ScanStarts {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn limits(&self) -> jfs::kv::Limits {
+        self.inner.limits()
+    }
+    async fn begin(&self) -> jfs::kv::KvResult<Box<dyn jfs::kv::EngineTxn>> {
+        Ok(Box::new(ScanStartsTxn {
+            inner: self.inner.begin().await?,
+            starts: self.starts.clone(),
+        }))
+    }
+    async fn sync(&self) -> jfs::kv::KvResult<()> {
+        self.inner.sync().await
+    }
+}
+
+#[async_trait::async_trait]
+impl jfs::kv::EngineTxn for ScanStartsTxn {
+    async fn get(&mut self, key: &[u8]) -> jfs::kv::KvResult<Option<jfs::kv::Value>> {
+        self.inner.get(key).await
+    }
+    async fn scan(
+        &mut self,
+        range: &jfs::kv::KeyRange,
+        limit: usize,
+        reverse: bool,
+    ) -> jfs::kv::KvResult<Vec<(jfs::kv::Key, jfs::kv::Value)>> {
+        self.starts.lock().unwrap().push(range.start.clone());
+        self.inner.scan(range, limit, reverse).await
+    }
+    async fn commit(self: Box<Self>, request: jfs::kv::CommitRequest) -> jfs::kv::KvResult<()> {
+        self.inner.commit(request).await
+    }
+}
+
+/// A pass over the queues of deleted files and released slices goes on
+/// from where its last step left them: in an LSM engine the entries it
+/// removed stay as tombstones until compaction, and a pass whose every
+/// step started at the front walked them all again (n² for n files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclaim_pass_starts_at_the_front_of_each_queue_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let engine = jfs::kv::url::open_engine(&jfs::kv::MetaUrl::Mem {
+        name: String::new(),
+    })
+    .expect("mem");
+    let engine = Arc::new(ScanStarts {
+        inner: engine,
+        starts: starts.clone(),
+    });
+    let db = jfs::kv::Db::new(engine, jfs::kv::DbOptions::default());
+    let mut volume = common::volume("cursor");
+    volume.block_size_bytes = 64 << 10;
+    let meta = Arc::new(common::format_and_load(db, volume).await);
+    let store = DataStore::new(meta.clone(), objects.clone(), 4, 0).expect("data store");
+    let ctx = Ctx::root();
+    // 30 files of 3 chunks each (a slice in each), deleted.
+    for i in 0..30u32 {
+        let name = format!("f{i}");
+        let (ino, _) = meta
+            .mknod(&ctx, ROOT_INO, name.as_bytes(), FileKind::File, 0o644, 0)
+            .await
+            .expect("create");
+        let mut w = FileWriter::new(store.clone(), ino);
+        for chunk in 0..3u64 {
+            w.write(chunk << 26, b"data").await.expect("write");
+        }
+        w.flush().await.expect("flush");
+        meta.unlink(&ctx, ROOT_INO, name.as_bytes())
+            .await
+            .expect("unlink");
+    }
+    starts.lock().unwrap().clear();
+    assert_eq!(
+        store.reclaim().await.expect("reclaim"),
+        90,
+        "every slice's object"
+    );
+    let starts = starts.lock().unwrap();
+    let at_front = |front: &[u8]| starts.iter().filter(|s| s.as_slice() == front).count();
+    // The deleted-file queue (`R`) and the released-slice queue (`Q`),
+    // each scanned from its front once (and once more when found empty).
+    assert!(
+        at_front(b"R") <= 2,
+        "deleted-file queue from its front {} times",
+        at_front(b"R")
+    );
+    assert!(
+        at_front(b"Q") <= 2,
+        "released queue from its front {} times",
+        at_front(b"Q")
+    );
+    // And each file's chunks from their front once.
+    let chunk_fronts = starts
+        .iter()
+        .filter(|s| s.len() == 10 && s[0] == b'A' && s[9] == b'C')
+        .count();
+    assert_eq!(chunk_fronts, 30, "each file's chunks from their front once");
+}

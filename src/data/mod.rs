@@ -300,17 +300,19 @@ impl DataStore {
     /// then the objects of every slice nothing references any more. Returns
     /// the objects deleted. Safe to run from several clients at once.
     pub async fn reclaim(&self) -> DataResult<u64> {
-        while self.meta.reclaim_deleted_step().await? {}
-        let mut deleted = 0;
+        let mut at = crate::meta::ReclaimCursor::default();
+        while self.meta.reclaim_deleted_step(&mut at).await? {}
+        let (mut deleted, mut after) = (0, None);
         loop {
-            let slices = self.meta.released_slices(100).await?;
+            let slices = self.meta.released_slices(after, 100).await?;
             if slices.is_empty() {
                 return Ok(deleted);
             }
-            for (id, size) in slices {
+            for &(id, size) in &slices {
                 deleted += self.delete_slice_objects(id, size).await?;
                 self.meta.forget_released_slice(id, size).await?;
             }
+            after = slices.last().copied();
         }
     }
 }

@@ -36,6 +36,7 @@ pub use ids::{BATCH as ID_BATCH, SHARDS as ID_SHARDS};
 pub use keys::{Ino, ROOT_INO, TRASH_INO};
 pub use locks::{LockKind, PosixLock};
 pub use namespace::{DirEntry, Renamed, SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use reclaim::ReclaimCursor;
 pub use session::{Session, SessionInfo};
 pub use setting::{new_uuid, validate_name, JuiceFsBlocks, Volume, SCHEMA_VERSION};
 pub use trash::{create_trash_dir, utc_time};
