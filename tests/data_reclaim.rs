@@ -307,3 +307,37 @@ async fn a_reclaim_pass_starts_at_the_front_of_each_queue_once() {
         .count();
     assert_eq!(chunk_fronts, 30, "each file's chunks from their front once");
 }
+
+/// Uploads of live sessions at the front of the pending queue (more than a
+/// page of them) do not hide the abandoned ones behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_behind_a_page_of_live_ones_are_cleaned_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));
+    let db = common::mem_db(None);
+    let live = Arc::new(common::format_and_load(db.clone(), common::volume("pending")).await);
+    let dead = Arc::new(jfs::meta::Meta::load(db).await.expect("load"));
+    let info = jfs::meta::SessionInfo {
+        host: "h".into(),
+        pid: 1,
+        mount_point: "/m".into(),
+        version: "t".into(),
+    };
+    live.new_session(&info, 60).await.expect("session");
+    dead.new_session(&info, 1).await.expect("session");
+    for id in 1..=250 {
+        live.mark_pending(id).await.expect("pending");
+    }
+    dead.mark_pending(1_000).await.expect("pending");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(live.clean_dead_sessions().await.expect("clean sessions"), 1);
+    let (found, _) = live.abandoned_uploads(Some(250), 10).await.expect("scan");
+    assert_eq!(found, vec![1_000], "the dead session's upload is abandoned");
+    let cleaner = DataStore::new(live.clone(), objects, 4, 0).expect("data store");
+    cleaner
+        .clean_abandoned_uploads()
+        .await
+        .expect("clean uploads");
+    let (left, end) = live.abandoned_uploads(None, 1_000).await.expect("scan");
+    assert!(left.is_empty() && end.is_none(), "left: {left:?}");
+}

@@ -199,3 +199,38 @@ async fn a_file_unlinked_on_one_client_stays_while_another_has_it_open() {
     b.close(ino).await.expect("b closes");
     assert!(b.getattr(ino).await.is_err(), "gone after the last close");
 }
+
+/// A dead session with more open files than one page of its opens: every
+/// one is released, page after page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_session_with_many_open_files_releases_them_all() {
+    let (a, b, _) = two_clients(1).await;
+    let mut inos = Vec::new();
+    for i in 0..150 {
+        let name = format!("open{i}");
+        let (ino, _) = a
+            .mknod(
+                &Ctx::root(),
+                ROOT_INO,
+                name.as_bytes(),
+                FileKind::File,
+                0o644,
+                0,
+            )
+            .await
+            .expect("create");
+        a.open(&Ctx::root(), ino, R_OK | W_OK).await.expect("open");
+        a.unlink(&Ctx::root(), ROOT_INO, name.as_bytes())
+            .await
+            .expect("unlink");
+        inos.push(ino);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(b.clean_dead_sessions().await.expect("clean"), 1);
+    for ino in inos {
+        assert!(
+            matches!(b.getattr(ino).await, Err(MetaError::Errno(libc::ENOENT))),
+            "unlinked open file {ino} removed with the session"
+        );
+    }
+}

@@ -279,12 +279,9 @@ impl DataStore {
     /// Deletes the blocks of uploads whose writer died before committing
     /// them (their session is gone); returns the objects deleted.
     pub async fn clean_abandoned_uploads(&self) -> DataResult<u64> {
-        let mut deleted = 0;
+        let (mut deleted, mut after) = (0, None);
         loop {
-            let ids = self.meta.abandoned_uploads(100).await?;
-            if ids.is_empty() {
-                return Ok(deleted);
-            }
+            let (ids, last) = self.meta.abandoned_uploads(after, 100).await?;
             for id in ids {
                 let prefix = block::slice_key_prefix(id);
                 for object in self.objects.list(&prefix, None, 100_000).await? {
@@ -292,6 +289,10 @@ impl DataStore {
                     deleted += 1;
                 }
                 self.meta.forget_pending(id).await?;
+            }
+            match last {
+                Some(id) => after = Some(id),
+                None => return Ok(deleted),
             }
         }
     }

@@ -141,18 +141,28 @@ impl Meta {
     }
 
     /// Pending uploads whose session is gone (or that had none): their
-    /// blocks were never committed and may be deleted.
-    pub async fn abandoned_uploads(&self, limit: usize) -> MetaResult<Vec<u64>> {
+    /// blocks were never committed and may be deleted. Looks at up to
+    /// `limit` entries after upload `after`, and returns the abandoned ones
+    /// and the last one looked at (none at the end of the queue), where the
+    /// next page starts: a page of live uploads does not end the pass (one
+    /// full of them hid every abandoned upload behind it), nor does a
+    /// page start at the front (see [`ReclaimCursor`]).
+    pub async fn abandoned_uploads(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> MetaResult<(Vec<u64>, Option<u64>)> {
         let own = self.session_id();
+        let start = &after.map(|id| crate::kv::key_after(&pending(id)));
         self.txn("abandoned_uploads", |tx| async move {
             let page = tx
                 .scan(
-                    &KeyRange::prefix(&[PENDING]),
+                    &from(KeyRange::prefix(&[PENDING]), start),
                     ScanOpts::limit(limit).snapshot(),
                 )
                 .await?;
-            let mut out = Vec::new();
-            for (key, value) in page.entries {
+            let (mut out, mut last) = (Vec::new(), None);
+            for (key, value) in &page.entries {
                 let id = u64::from_be_bytes(
                     key.get(1..9)
                         .and_then(|b| b.try_into().ok())
@@ -169,8 +179,16 @@ impl Meta {
                 if !alive {
                     out.push(id);
                 }
+                last = Some(id);
             }
-            Ok(out)
+            Ok((
+                out,
+                if page.entries.len() < limit {
+                    None
+                } else {
+                    last
+                },
+            ))
         })
         .await
     }
