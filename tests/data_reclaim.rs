@@ -10,6 +10,25 @@ use jfs::data::{DataStore, FileReader, FileWriter};
 use jfs::meta::{Ctx, FileKind, ROOT_INO};
 use jfs::object::{FileStore, ObjectStore};
 
+/// Two clients with sessions on one fresh `mem` volume: the first's
+/// session expires a second after its last heartbeat, the second's lives.
+async fn dying_and_living(
+    volume: jfs::meta::Volume,
+) -> (Arc<jfs::meta::Meta>, Arc<jfs::meta::Meta>) {
+    let db = common::mem_db(None);
+    let dying = Arc::new(common::format_and_load(db.clone(), volume).await);
+    let living = Arc::new(jfs::meta::Meta::load(db).await.expect("load"));
+    let info = jfs::meta::SessionInfo {
+        host: "h".into(),
+        pid: 1,
+        mount_point: "/m".into(),
+        version: "t".into(),
+    };
+    dying.new_session(&info, 1).await.expect("session");
+    living.new_session(&info, 60).await.expect("session");
+    (dying, living)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_data_is_reclaimed_once_nothing_shares_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -118,17 +137,7 @@ async fn blocks_of_a_writer_that_died_before_committing_are_cleaned_up() {
     let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));
     let mut volume = common::volume("abandoned");
     volume.block_size_bytes = 64 << 10;
-    let db = common::mem_db(None);
-    let writer_meta = Arc::new(common::format_and_load(db.clone(), volume).await);
-    let other_meta = Arc::new(jfs::meta::Meta::load(db).await.expect("load"));
-    let info = jfs::meta::SessionInfo {
-        host: "h".into(),
-        pid: 1,
-        mount_point: "/m".into(),
-        version: "t".into(),
-    };
-    writer_meta.new_session(&info, 1).await.expect("session");
-    other_meta.new_session(&info, 60).await.expect("session");
+    let (writer_meta, other_meta) = dying_and_living(volume).await;
     let store = DataStore::new(writer_meta.clone(), objects.clone(), 4, 0).expect("data store");
     let (ino, _) = writer_meta
         .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
@@ -314,17 +323,7 @@ async fn a_reclaim_pass_starts_at_the_front_of_each_queue_once() {
 async fn abandoned_uploads_behind_a_page_of_live_ones_are_cleaned_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects: Arc<dyn ObjectStore> = Arc::new(FileStore::open(dir.path()).expect("file store"));
-    let db = common::mem_db(None);
-    let live = Arc::new(common::format_and_load(db.clone(), common::volume("pending")).await);
-    let dead = Arc::new(jfs::meta::Meta::load(db).await.expect("load"));
-    let info = jfs::meta::SessionInfo {
-        host: "h".into(),
-        pid: 1,
-        mount_point: "/m".into(),
-        version: "t".into(),
-    };
-    live.new_session(&info, 60).await.expect("session");
-    dead.new_session(&info, 1).await.expect("session");
+    let (dead, live) = dying_and_living(common::volume("pending")).await;
     for id in 1..=250 {
         live.mark_pending(id).await.expect("pending");
     }
