@@ -49,6 +49,21 @@ impl KeyRange {
         }
     }
 
+    /// This range from `at` on (inclusive), where a pass over it stands;
+    /// all of it without one. Passes that delete what they go over go on
+    /// from where they stand, not from the start: in an LSM engine each
+    /// deleted key stays (a tombstone) until compaction, and a scan from
+    /// the start walks them all again.
+    pub fn resumed(self, at: Option<&Key>) -> Self {
+        match at {
+            Some(at) => KeyRange {
+                start: at.clone(),
+                end: self.end,
+            },
+            None => self,
+        }
+    }
+
     pub fn contains(&self, key: &[u8]) -> bool {
         key >= self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
     }
@@ -329,6 +344,14 @@ pub trait EngineTxn: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_range_keeps_its_end() {
+        let at = b"ab".to_vec();
+        let resumed = KeyRange::prefix(b"a").resumed(Some(&at));
+        assert_eq!((resumed.start, resumed.end), (at, Some(b"b".to_vec())));
+        assert_eq!(KeyRange::prefix(b"a").resumed(None), KeyRange::prefix(b"a"));
+    }
 
     #[test]
     fn key_space_prefixes_strips_and_bounds() {

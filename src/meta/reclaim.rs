@@ -60,7 +60,10 @@ impl Meta {
         let reached = self
             .txn("reclaim_step", |tx| async move {
                 let queue = tx
-                    .scan(&from(keys::deleted_files(), queue_from), ScanOpts::limit(1))
+                    .scan(
+                        &keys::deleted_files().resumed(queue_from.as_ref()),
+                        ScanOpts::limit(1),
+                    )
                     .await?;
                 let Some((queue_key, _)) = queue.entries.first() else {
                     return Ok(None);
@@ -74,10 +77,7 @@ impl Meta {
                 // file): up to RECORDS_PER_STEP of its records are released
                 // per step, the rest written back for the next step.
                 let same_file = queue_from.as_ref() == Some(queue_key);
-                let chunks = from(
-                    keys::chunks(ino),
-                    if same_file { chunk_from } else { &None },
-                );
+                let chunks = keys::chunks(ino).resumed(chunk_from.as_ref().filter(|_| same_file));
                 let page = tx.scan(&chunks, ScanOpts::limit(1)).await?;
                 let Some((key, value)) = page.entries.first() else {
                     tx.delete(queue_key.clone())?;
@@ -157,7 +157,7 @@ impl Meta {
         self.txn("abandoned_uploads", |tx| async move {
             let page = tx
                 .scan(
-                    &from(KeyRange::prefix(&[PENDING]), start),
+                    &KeyRange::prefix(&[PENDING]).resumed(start.as_ref()),
                     ScanOpts::limit(limit).snapshot(),
                 )
                 .await?;
@@ -214,7 +214,7 @@ impl Meta {
         self.txn("released_slices", |tx| async move {
             let page = tx
                 .scan(
-                    &from(KeyRange::prefix(&[RELEASED]), start),
+                    &KeyRange::prefix(&[RELEASED]).resumed(start.as_ref()),
                     ScanOpts::limit(limit).snapshot(),
                 )
                 .await?;
@@ -245,16 +245,5 @@ impl Meta {
             Ok(())
         })
         .await
-    }
-}
-
-/// `range` from `start` on (inclusive), when there is one.
-fn from(range: KeyRange, start: &Option<crate::kv::Key>) -> KeyRange {
-    match start {
-        Some(start) => KeyRange {
-            start: start.clone(),
-            end: range.end,
-        },
-        None => range,
     }
 }

@@ -231,21 +231,16 @@ impl Meta {
     }
 
     /// Ends session `sid` (this client's at unmount, or a dead one's): its
-    /// opens are released page by page, each page after the last (not from
-    /// the front, past the entries just deleted: see
-    /// [`super::ReclaimCursor`]), then the session is removed.
+    /// opens are released page by page, each page after the last (see
+    /// [`crate::kv::KeyRange::resumed`]), then the session is removed.
     pub async fn close_session(&self, sid: u64) -> MetaResult<()> {
-        let mut after: Option<crate::kv::Key> = None;
+        let mut start: Option<crate::kv::Key> = None;
         loop {
-            let start = &after;
+            let range = &session_opens(sid).resumed(start.as_ref());
             let page = self
                 .txn("session_opens", |tx| async move {
-                    let mut range = session_opens(sid);
-                    if let Some(last) = start {
-                        range.start = crate::kv::key_after(last);
-                    }
                     Ok(tx
-                        .scan(&range, ScanOpts::limit(64).snapshot())
+                        .scan(range, ScanOpts::limit(64).snapshot())
                         .await?
                         .entries)
                 })
@@ -253,7 +248,7 @@ impl Meta {
             let Some((last, _)) = page.last() else {
                 break;
             };
-            after = Some(last.clone());
+            start = Some(crate::kv::key_after(last));
             for (key, _) in page {
                 let ino = u64::from_be_bytes(
                     key[9..17]
