@@ -462,6 +462,7 @@ mod tests {
     #[test]
     fn a_block_kept_in_memory_leaves_the_page_cache() {
         let dir = tempfile::tempdir().expect("tempdir");
+        // SAFETY: statfs is plain data, for which all zeros is a valid value.
         let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
         let c_dir = std::ffi::CString::new(dir.path().to_str().expect("utf-8")).expect("path");
         // SAFETY: a valid path and a writable statfs for the call.
