@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use jfs::kv::{Db, DbOptions, MetaUrl};
+use jfs::meta::{Ctx, Meta, MetaError, SessionInfo, SliceRecord, Volume, ROOT_INO, R_OK, W_OK};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn open(url: &str) -> Result<Db, Failed> {
@@ -16,14 +17,19 @@ fn open(url: &str) -> Result<Db, Failed> {
     Ok(Db::new(engine, DbOptions::default()))
 }
 
-async fn stale_answers_never_decide(server: String) -> Result<(), Failed> {
-    let tag = format!("knowledge-{:016x}", fastrand::u64(..));
-    let url = if server.starts_with("etcd://") {
+/// `server` with a fresh key space of its own, named after `what`.
+fn fresh_key_space(server: &str, what: &str) -> String {
+    let tag = format!("{what}-{:016x}", fastrand::u64(..));
+    if server.starts_with("etcd://") {
         format!("{}/{tag}", server.trim_end_matches('/'))
     } else {
         let sep = if server.contains('?') { '&' } else { '?' };
         format!("{server}{sep}prefix={tag}")
-    };
+    }
+}
+
+async fn stale_answers_never_decide(server: String) -> Result<(), Failed> {
+    let url = fresh_key_space(&server, "knowledge");
     let (a, b) = (open(&url)?, open(&url)?);
     // A sees the key absent, then B creates it.
     let seen = a
@@ -71,6 +77,71 @@ async fn stale_answers_never_decide(server: String) -> Result<(), Failed> {
         return Err(format!("read-only transaction returned {read:?}").into());
     }
     Ok(())
+}
+
+/// A host opening a file answers its attributes and first chunk from what
+/// its engine remembers, verified by the open's commit: when another host
+/// changed the file (or removed it) since this one last read it, the open
+/// still returns what is current (close-to-open across hosts).
+async fn an_open_sees_another_hosts_change(server: String) -> Result<(), Failed> {
+    let url = fresh_key_space(&server, "open");
+    let (da, db) = (open(&url)?, open(&url)?);
+    let volume = Volume {
+        trash_days: 0,
+        ..Volume::new("open", "file", "/tmp/none")
+    };
+    Meta::format(&da, &volume, false).await?;
+    let (a, b) = (Meta::load(da).await?, Meta::load(db).await?);
+    for (meta, host) in [(&a, "a"), (&b, "b")] {
+        let info = SessionInfo {
+            host: host.into(),
+            pid: 1,
+            mount_point: "/mnt".into(),
+            version: "test".into(),
+        };
+        meta.new_session(&info, 60).await?;
+    }
+    let ctx = Ctx::root();
+    let slice = |id: u64, len: u32| SliceRecord {
+        pos: 0,
+        id,
+        size: len,
+        offset: 0,
+        len,
+    };
+    let (ino, _) = a.create_open(&ctx, ROOT_INO, b"f", 0o644).await?;
+    a.write_slice(ino, 0, slice(1, 100)).await?;
+    a.close(ino).await?;
+
+    // B reads the file: its engine now remembers the record and chunk.
+    b.lookup(&ctx, ROOT_INO, b"f").await?;
+    let (attr, records) = b.open_reading(&ctx, ino, R_OK).await?;
+    if attr.length != 100 || records.as_ref().map(Vec::len) != Some(1) {
+        return Err(format!("first open: length {}, records {records:?}", attr.length).into());
+    }
+    b.close(ino).await?;
+
+    // A writes again; B opens without looking the file up again.
+    a.open(&ctx, ino, W_OK).await?;
+    a.write_slice(ino, 0, slice(2, 300)).await?;
+    a.close(ino).await?;
+    let (attr, records) = b.open_reading(&ctx, ino, R_OK).await?;
+    let ids: Vec<u64> = records.unwrap_or_default().iter().map(|r| r.id).collect();
+    if attr.length != 300 || ids != [1, 2] {
+        return Err(format!(
+            "open after A's write: length {}, slices {ids:?}",
+            attr.length
+        )
+        .into());
+    }
+    b.close(ino).await?;
+
+    // A removes it; B's open must not find it.
+    a.unlink(&ctx, ROOT_INO, b"f").await?;
+    match b.open_reading(&ctx, ino, R_OK).await {
+        Err(MetaError::Errno(libc::ENOENT)) => Ok(()),
+        other => Err(format!("open after A's unlink: {:?}", other.map(|(a, _)| a.length)).into()),
+    }
 }
 
 /// After puts, overwrites, deletes, re-creates and counter updates, the
@@ -172,6 +243,17 @@ fn main() {
                 format!("{engine}_stale_knowledge_never_decides"),
                 move || {
                     tokio::runtime::Runtime::new()?.block_on(stale_answers_never_decide(server))
+                },
+            )
+            .with_ignored_flag(skip),
+        );
+        let server = std::env::var(var).unwrap_or_default();
+        trials.push(
+            Trial::test(
+                format!("{engine}_an_open_sees_another_hosts_change"),
+                move || {
+                    tokio::runtime::Runtime::new()?
+                        .block_on(an_open_sees_another_hosts_change(server))
                 },
             )
             .with_ignored_flag(skip),

@@ -581,7 +581,7 @@ pub(crate) async fn load_attrs(tx: &Txn, inos: &[Ino]) -> MetaResult<Vec<Option<
 
 /// Decodes attribute records and folds in the directories' separately kept
 /// times and subdirectory counts (read as snapshot in one batch).
-async fn load_attrs_from(
+pub(crate) async fn load_attrs_from(
     tx: &Txn,
     inos: &[Ino],
     raws: Vec<Option<Vec<u8>>>,

@@ -10,7 +10,7 @@ use super::attr::{Attr, FileKind, SliceRecord, Timestamp};
 use super::chunks::decode_chunk;
 use super::error::{errno, MetaError, MetaResult};
 use super::keys::{self, Ino};
-use super::{attr_from, attr_keys, decode_attr, load_attr, Ctx, Meta, R_OK, W_OK};
+use super::{decode_attr, load_attr, load_attrs_from, Ctx, Meta, R_OK, W_OK};
 use crate::kv::txn::ScanOpts;
 use crate::kv::{decode_counter, encode_counter, KeyRange};
 
@@ -136,6 +136,14 @@ impl Meta {
     /// As [`Meta::open`], with the slice records of a file's first chunk,
     /// read in the same round trip as its attributes: a small file opened
     /// to be read needs no other read before its data.
+    ///
+    /// Both reads are tracked, so the commit that marks the file open also
+    /// proves them current: an engine that remembers the keys (etcd, from
+    /// the lookup that led to this open, or this client's own writes)
+    /// answers them without a round trip, and its commit fails and the
+    /// open reads afresh if either changed since. The open then costs one
+    /// round trip, its commit, and still sees every change committed
+    /// before it began (close-to-open).
     pub async fn open_reading(
         &self,
         ctx: &Ctx,
@@ -144,11 +152,15 @@ impl Meta {
     ) -> MetaResult<(Attr, Option<Vec<SliceRecord>>)> {
         let sid = self.require_session()?;
         self.txn("open", |tx| async move {
-            let mut wanted = attr_keys(ino, true);
-            wanted.push(keys::chunk(ino, 0));
-            let mut raws = tx.snapshot_batch_get(&wanted).await?;
+            let mut raws = tx
+                .batch_get(&[keys::attr(ino), keys::chunk(ino, 0)])
+                .await?;
             let first_chunk = raws.pop().flatten();
-            let attr = attr_from(ino, raws)?.ok_or(MetaError::Errno(libc::ENOENT))?;
+            let attr = load_attrs_from(&tx, &[ino], raws)
+                .await?
+                .pop()
+                .flatten()
+                .ok_or(MetaError::Errno(libc::ENOENT))?;
             if attr.kind == FileKind::Directory && mask & W_OK != 0 {
                 return errno(libc::EISDIR);
             }
