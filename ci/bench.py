@@ -4,7 +4,11 @@ which starts them and exports their addresses).
 
 Per engine pair (the embedded engine vs JuiceFS on sqlite3://, etcd vs etcd,
 Redis vs Redis; data of both on the same S3 server) it formats and mounts
-one volume of each and runs on both:
+one volume of each and runs on both, phase by phase (each phase on one
+client, then on the other, the first alternating; before each, both
+mounts are left to finish their background work), so that both clients of
+a row are measured minutes apart at most, on the same state of the
+machine:
   1. `jfs bench` / `juicefs bench`: big file write and read, small files
      write, read and stat, with -p 1 and -p 4;
   2. fio: sequential write and read (bs 1M), 4 KiB random reads, with a cold
@@ -12,8 +16,8 @@ one volume of each and runs on both:
   3. ci/metabench.py: create, stat, readdir, rename, unlink with 1 and 4
      processes;
   4. the peak RSS of each mount process.
-Then the FUSE passthrough ceiling (bindfs over a local directory) on the
-metadata benchmark. Prints one table (jfs, JuiceFS, ratio, target) and
+With the embedded pair, the FUSE passthrough ceiling (bindfs over a local
+directory) runs the metadata benchmark in the same phases. Prints one table (jfs, JuiceFS, ratio, target) and
 writes it as JSON to BENCH_JSON if set; BENCH_ENGINES=redis,etcd runs only
 those pairs. BENCH_QUICK=1 shrinks every size
 (a rehearsal of the script, not figures).
@@ -87,6 +91,33 @@ def pids_serving(path, program):
         if words and os.path.basename(words[0]) == program and "mount" in words and path in words:
             found.append(int(pid))
     return found
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def settle(vols, quiet=0.05, longest=30.0):
+    """Waits until every mount of `vols` used less than `quiet` of a core
+    over the last second (deleted files reclaimed, uploads done), at most
+    `longest` seconds: one client's background work must not slow the
+    other's next phase."""
+    pids = [pid for v in vols for pid in v.current]
+    deadline = time.monotonic() + longest
+    before = sum(cpu_seconds(p) for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = sum(cpu_seconds(p) for p in pids)
+        if now - before < quiet:
+            return
+        before = now
+    log(f"mounts still busy after {longest:.0f} s; going on")
 
 
 class Volume:
@@ -245,11 +276,13 @@ def kind_of(row, engine):
     return None
 
 
-def pair(engine, jmeta, kmeta, bucket, work):
+def pair(engine, jmeta, kmeta, bucket, work, ceiling=None):
+    """Both clients on one engine class, phase by phase; `ceiling` (a
+    Passthrough) runs the metadata phases too."""
     log(f"{engine}: format and mount")
     vols = [Volume("jfs", jmeta, f"j{engine}", bucket, work),
             Volume("juicefs", kmeta, f"k{engine}", bucket, work)]
-    results = {}
+    results = {v.kind: {} for v in vols}
     # Samples every mount process twice a second, so a process that ends
     # or is replaced between phases still counts.
     done = threading.Event()
@@ -259,29 +292,38 @@ def pair(engine, jmeta, kmeta, bucket, work):
             for v in vols:
                 v.sample()
 
+    def bench(threads):
+        def phase(v):
+            found = tool_bench(v, threads)
+            log(f"{engine}: {v.kind} peak RSS so far {v.rss_all()} MiB "
+                f"(pids and peaks: {sorted(v.peaks.items())})")
+            return found
+        return f"bench -p {threads}", phase
+
+    def meta(procs):
+        return f"metabench {procs}p", lambda v: metabench(v.path, procs)
+
+    phases = [bench(1), bench(4), ("fio", fio_suite), meta(1), meta(4)]
     threading.Thread(target=sampler, daemon=True).start()
     try:
         for v in vols:
             v.format()
             v.mount()
+        for n, (name, phase) in enumerate(phases):
+            for v in (vols if n % 2 == 0 else vols[::-1]):
+                settle(vols)
+                log(f"{engine}: {v.kind} {name}")
+                results[v.kind].update(phase(v))
+            if ceiling is not None and name.startswith("metabench"):
+                settle(vols)
+                log(f"{engine}: bindfs {name}")
+                ceiling.found.update(phase(ceiling))
         for v in vols:
-            r = {}
-            for threads in (1, 4):
-                log(f"{engine}: {v.kind} bench -p {threads}")
-                r.update(tool_bench(v, threads))
-                log(f"{engine}: {v.kind} peak RSS so far {v.rss_all()} MiB "
-                    f"(pids and peaks: {sorted(v.peaks.items())})")
-            log(f"{engine}: {v.kind} fio")
-            r.update(fio_suite(v))
-            for procs in (1, 4):
-                log(f"{engine}: {v.kind} metabench {procs}p")
-                r.update(metabench(v.path, procs))
             # The mount serving the last phases (fio random reads and the
             # metadata benchmark), and the largest of every mount process of
             # the run (big files, fio sequential, ...).
-            r["peak RSS MiB, last mount (lower is better)"] = v.rss()
-            r["peak RSS MiB, all mounts (lower is better)"] = v.rss_all()
-            results[v.kind] = r
+            results[v.kind]["peak RSS MiB, last mount (lower is better)"] = v.rss()
+            results[v.kind]["peak RSS MiB, all mounts (lower is better)"] = v.rss_all()
     finally:
         done.set()
         for v in vols:
@@ -300,21 +342,19 @@ def pair(engine, jmeta, kmeta, bucket, work):
     return rows
 
 
-def passthrough(work):
-    """The FUSE ceiling: bindfs over a local directory, metadata only."""
-    if shutil.which("bindfs") is None:
-        return []
-    src, mnt = os.path.join(work, "bind-src"), os.path.join(work, "bind-mnt")
-    os.makedirs(src)
-    os.makedirs(mnt)
-    run(["bindfs", src, mnt])
-    try:
-        found = {}
-        for procs in (1, 4):
-            found.update(metabench(mnt, procs))
-        return found
-    finally:
-        subprocess.run(["umount", mnt], capture_output=True)
+class Passthrough:
+    """The FUSE ceiling: bindfs over a local directory, for the metadata
+    phases of the embedded pair."""
+
+    def __init__(self, work):
+        src, self.path = os.path.join(work, "bind-src"), os.path.join(work, "bind-mnt")
+        os.makedirs(src)
+        os.makedirs(self.path)
+        run(["bindfs", src, self.path])
+        self.found = {}
+
+    def umount(self):
+        subprocess.run(["umount", self.path], capture_output=True)
 
 
 def main():
@@ -332,10 +372,18 @@ def main():
     if only:
         pairs = [p for p in pairs if p[0] in only.split(",")]
     rows = []
+    ceiling = {}
     try:
         for engine, jmeta, kmeta in pairs:
-            rows += pair(engine, jmeta, kmeta, bucket, work)
-        ceiling = passthrough(work)
+            bind = None
+            if engine == "embedded" and shutil.which("bindfs") is not None:
+                bind = Passthrough(work)
+            try:
+                rows += pair(engine, jmeta, kmeta, bucket, work, bind)
+            finally:
+                if bind is not None:
+                    bind.umount()
+                    ceiling = bind.found
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load = open("/proc/loadavg").read().split()[:3]
