@@ -217,20 +217,11 @@ impl Meta {
         tx.delete(keys::open(ino, sid))?;
         tx.delete(session_open(sid, ino))?;
         if let Some(attr) = attr {
-            if attr.nlink == 0 && !self.open_elsewhere(tx, ino, sid).await? {
-                self.delete_inode(tx, ino, &attr).await?;
+            if attr.nlink == 0 {
+                self.delete_unless_open(tx, ino, &attr, Some(sid)).await?;
             }
         }
         Ok(())
-    }
-
-    /// Whether a session other than `sid` has `ino` open.
-    async fn open_elsewhere(&self, tx: &crate::kv::Txn, ino: Ino, sid: u64) -> MetaResult<bool> {
-        let others = tx.scan(&keys::opens(ino), ScanOpts::limit(2)).await?;
-        Ok(others
-            .entries
-            .iter()
-            .any(|(k, _)| *k != keys::open(ino, sid)))
     }
 
     async fn release_open(&self, sid: u64, ino: Ino) -> MetaResult<()> {
