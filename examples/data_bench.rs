@@ -1,7 +1,9 @@
 //! Data path throughput through the vfs layer (what the FUSE adapter calls,
 //! without the kernel), next to the raw object store with the same block
 //! size and concurrency: sequential write and read of one file in 1 MiB
-//! requests (the mount's FUSE request size), and random 4 KiB reads.
+//! requests (the mount's FUSE request size), and random 4 KiB reads; then
+//! the raw rate of 128 KiB PUTs with one and four writers (the ceiling of
+//! small-file writes on that server).
 //!
 //!     cargo run --release --example data_bench -- file /tmp/bench-objects [MiB]
 //!     cargo run --release --example data_bench -- s3 http://127.0.0.1:9000/bucket [MiB]
@@ -100,6 +102,39 @@ async fn raw(objects: Arc<dyn ObjectStore>, total: usize) -> (f64, f64, f64) {
     (put, get, random)
 }
 
+/// Small objects as `jfs bench` writes its small files: 128 KiB each,
+/// `writers` writers with one PUT at a time each, `each` objects apiece.
+/// Returns PUTs/s: what any client's small-file writes can reach on this
+/// server, before any metadata.
+async fn raw_small(objects: Arc<dyn ObjectStore>, writers: usize, each: usize) -> f64 {
+    let data = bytes::Bytes::from(vec![7u8; 128 << 10]);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (objects, data) = (objects.clone(), data.clone());
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let key = format!("small/{w}/{i}");
+                    objects.put(&key, data.clone()).await.expect("put");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let rate = (writers * each) as f64 / start.elapsed().as_secs_f64();
+    for w in 0..writers {
+        for i in 0..each {
+            objects
+                .delete(&format!("small/{w}/{i}"))
+                .await
+                .expect("delete");
+        }
+    }
+    rate
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     jfs::tune_allocator();
@@ -185,6 +220,15 @@ async fn main() {
     println!(
         "| random 4 KiB reads/s (no cache, one at a time) | {random:.0} | {raw_random:.0} | {:.2} |",
         random / raw_random
+    );
+    let (one, four) = (
+        raw_small(objects.clone(), 1, 200).await,
+        raw_small(objects.clone(), 4, 100).await,
+    );
+    println!();
+    println!(
+        "Raw 128 KiB PUTs/s (as `jfs bench`'s small files, each writer one at a time): \
+         1 writer {one:.0}, 4 writers {four:.0}"
     );
 }
 
