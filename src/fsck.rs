@@ -943,7 +943,10 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Uploads pending for sessions that are gone.
+    /// Uploads pending for sessions that are gone, with blocks stored. A
+    /// slice id a writer reserved and never uploaded to (writers reserve
+    /// them sixteen at a time, see `Meta::upload_slice_id`) has none: its
+    /// entry is no problem, dropped by repair and by any mount's upkeep.
     async fn check_pending(&mut self) -> Result<(), FsckError> {
         for (key, value) in read_all(self.meta, &keys::pending_uploads_all()).await? {
             let (Some(id), sid) = (be_u64(&key, 1), be_u64(&value, 0).unwrap_or(0)) else {
@@ -952,13 +955,19 @@ impl Checker<'_> {
             if self.live_sessions.contains(&sid) {
                 continue;
             }
+            let stored = self
+                .objects
+                .list(&slice_key_prefix(id), None, PAGE_OBJECTS)
+                .await?;
+            if stored.is_empty() {
+                if self.options.repair {
+                    self.meta.forget_pending(id).await?;
+                }
+                continue;
+            }
             let mut repaired = false;
             if self.options.repair {
-                for object in self
-                    .objects
-                    .list(&slice_key_prefix(id), None, PAGE_OBJECTS)
-                    .await?
-                {
+                for object in stored {
                     self.objects.delete(&object.key).await?;
                 }
                 self.meta.forget_pending(id).await?;

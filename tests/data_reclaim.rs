@@ -340,3 +340,58 @@ async fn abandoned_uploads_behind_a_page_of_live_ones_are_cleaned_up() {
     let (left, end) = live.abandoned_uploads(None, 1_000).await.expect("scan");
     assert!(left.is_empty() && end.is_none(), "left: {left:?}");
 }
+
+/// A writer's slice ids come reserved sixteen at a time, each already
+/// marked pending in the reservation's one transaction; the ids it never
+/// used lose their marks when its session closes, and the ones it used
+/// keep them until their slice is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_slice_ids_are_marked_pending_in_batches_and_released_at_close() {
+    let db = common::mem_db(None);
+    let meta = common::format_and_load(db.clone(), common::volume("reserve")).await;
+    let info = jfs::meta::SessionInfo {
+        host: "h".into(),
+        pid: 1,
+        mount_point: "/m".into(),
+        version: "t".into(),
+    };
+    let sid = meta.new_session(&info, 60).await.expect("session");
+    let marked = || async {
+        db.run("pending", |tx| async move {
+            let page = tx
+                .scan(
+                    &jfs::meta::keys::pending_uploads_all(),
+                    jfs::kv::txn::ScanOpts::limit(1_000),
+                )
+                .await?;
+            Ok(page
+                .entries
+                .iter()
+                .map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().expect("id")))
+                .collect::<Vec<u64>>())
+        })
+        .await
+        .expect("scan")
+    };
+    let mut used = Vec::new();
+    for _ in 0..20 {
+        used.push(meta.upload_slice_id().await.expect("slice id"));
+    }
+    let mut distinct = used.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 20, "distinct ids: {used:?}");
+    let before = marked().await;
+    assert_eq!(before.len(), 32, "two reservations of sixteen");
+    assert!(
+        used.iter().all(|id| before.contains(id)),
+        "every id handed out is marked"
+    );
+    meta.close_session(sid).await.expect("close");
+    let mut after = marked().await;
+    after.sort_unstable();
+    assert_eq!(
+        after, distinct,
+        "the twelve unused marks are gone, the used ones stay"
+    );
+}

@@ -279,6 +279,10 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     let mut pending = b"W".to_vec();
     pending.extend_from_slice(&777_777u64.to_be_bytes());
     put(&db, &rt, pending, 4_040_404u64.to_be_bytes().to_vec());
+    // And one reserved by that session but never uploaded to: no problem.
+    let mut unused = b"W".to_vec();
+    unused.extend_from_slice(&666_666u64.to_be_bytes());
+    put(&db, &rt, unused, 4_040_404u64.to_be_bytes().to_vec());
     drop(db);
     let chunks = Path::new(&v.bucket).join("damage/chunks");
     let block = jfs::data::block::block_key(record.id, 0, record.size);
@@ -307,6 +311,11 @@ fn fsck_finds_each_kind_of_damage_and_repairs_what_is_safe() {
     ] {
         assert!(count(&report, kind).0 >= 1, "{kind} not found: {report:#}");
     }
+    assert_eq!(
+        count(&report, "upload pending for a dead session").0,
+        1,
+        "only the upload with a block: {report:#}"
+    );
     // Several passes over the keys find the same.
     let (code, passes) = fsck_json(&v.meta, &["--inodes-per-pass", "7"]);
     assert_eq!(code, 1);

@@ -69,8 +69,7 @@ impl DataStore {
                 len: 0,
             }
         } else {
-            let id = self.meta.new_slice_id().await?;
-            self.meta.mark_pending(id).await?;
+            let id = self.meta.upload_slice_id().await?;
             self.upload_slice(id, &data).await?;
             SliceRecord {
                 pos: start as u32,

@@ -65,8 +65,7 @@ impl FileWriter {
             });
             if !continues {
                 self.finish_open(chunk).await?;
-                let id = self.store.meta.new_slice_id().await?;
-                self.store.meta.mark_pending(id).await?;
+                let id = self.store.meta.upload_slice_id().await?;
                 self.open = Some(OpenSlice {
                     id,
                     chunk,

@@ -74,6 +74,9 @@ pub struct Meta {
     /// changes): a lookup reads the entry and that inode's keys in one
     /// round trip, and a guess gone stale only costs the second read.
     hints: std::sync::Mutex<Hints>,
+    /// Slice ids reserved for uploads and already marked pending, handed
+    /// out by [`Meta::upload_slice_id`].
+    reserved_slices: tokio::sync::Mutex<Vec<u64>>,
 }
 
 /// An inode a name pointed to, and whether it is a directory.
@@ -226,6 +229,7 @@ impl Meta {
             session: std::sync::Mutex::new(None),
             lock_released: tokio::sync::Notify::new(),
             hints: std::sync::Mutex::new(Hints::default()),
+            reserved_slices: tokio::sync::Mutex::new(Vec::new()),
         })
     }
 

@@ -19,6 +19,8 @@ const RECORDS_PER_STEP: usize = 50;
 
 const RELEASED: u8 = b'Q';
 const PENDING: u8 = b'W';
+/// Slice ids a writer reserves, marked pending, in one transaction.
+const RESERVED_SLICES: usize = 16;
 
 /// `W id` → the session uploading slice `id` (u64be), before its record is
 /// committed.
@@ -132,10 +134,58 @@ impl Meta {
     /// `id`, so that an upload that fails before the slice is committed
     /// leaves nothing untracked. `write_slice` clears it.
     pub async fn mark_pending(&self, id: u64) -> MetaResult<()> {
+        self.mark_pending_all(&[id]).await
+    }
+
+    async fn mark_pending_all(&self, ids: &[u64]) -> MetaResult<()> {
         let sid = self.session_id().unwrap_or(0);
         self.txn("mark_pending", |tx| async move {
-            tx.put(pending(id), sid.to_be_bytes().to_vec())?;
+            for &id in ids {
+                tx.put(pending(id), sid.to_be_bytes().to_vec())?;
+            }
             Ok(())
+        })
+        .await
+    }
+
+    /// A new slice id for blocks about to be uploaded, already marked
+    /// pending ([`Meta::mark_pending`]). Ids are reserved
+    /// `RESERVED_SLICES` at a time and marked in one transaction, so a
+    /// writer of small files pays one transaction per that many slices, not
+    /// one per slice. Reserved ids never used are released when the
+    /// session closes, or cleaned up as abandoned uploads (nothing to
+    /// delete) once it is gone.
+    pub async fn upload_slice_id(&self) -> MetaResult<u64> {
+        let mut reserved = self.reserved_slices.lock().await;
+        if let Some(id) = reserved.pop() {
+            return Ok(id);
+        }
+        let mut ids = Vec::with_capacity(RESERVED_SLICES);
+        for _ in 0..RESERVED_SLICES {
+            ids.push(self.new_slice_id().await?);
+        }
+        self.mark_pending_all(&ids).await?;
+        // Handed out in the order allocated.
+        ids.reverse();
+        let id = ids.pop().ok_or(MetaError::Errno(libc::EIO))?;
+        *reserved = ids;
+        Ok(id)
+    }
+
+    /// Forgets the slice ids this session reserved and did not use.
+    pub(crate) async fn release_reserved_slices(&self) -> MetaResult<()> {
+        let ids = std::mem::take(&mut *self.reserved_slices.lock().await);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.txn("forget_pending", |tx| {
+            let ids = &ids;
+            async move {
+                for &id in ids {
+                    tx.delete(pending(id))?;
+                }
+                Ok(())
+            }
         })
         .await
     }

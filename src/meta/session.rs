@@ -237,6 +237,9 @@ impl Meta {
     /// opens are released page by page, each page after the last (see
     /// [`crate::kv::KeyRange::resumed`]), then the session is removed.
     pub async fn close_session(&self, sid: u64) -> MetaResult<()> {
+        if self.session_id() == Some(sid) {
+            self.release_reserved_slices().await?;
+        }
         let mut start: Option<crate::kv::Key> = None;
         loop {
             let range = &session_opens(sid).resumed(start.as_ref());
