@@ -154,8 +154,15 @@ impl Meta {
     /// writer of small files pays one transaction per that many slices, not
     /// one per slice. Reserved ids never used are released when the
     /// session closes, or cleaned up as abandoned uploads (nothing to
-    /// delete) once it is gone.
+    /// delete) once it is gone. A client without a session (a tool
+    /// compacting chunks) has nothing to release them at, and marks each
+    /// slice alone.
     pub async fn upload_slice_id(&self) -> MetaResult<u64> {
+        if self.session_id().is_none() {
+            let id = self.new_slice_id().await?;
+            self.mark_pending(id).await?;
+            return Ok(id);
+        }
         let mut reserved = self.reserved_slices.lock().await;
         if let Some(id) = reserved.pop() {
             return Ok(id);
