@@ -17,10 +17,10 @@ machine:
      processes;
   4. the peak RSS of each mount process.
 With the embedded pair, the FUSE passthrough ceiling (bindfs over a local
-directory) runs the metadata benchmark in the same phases. Prints one table (jfs, JuiceFS, ratio, target) and
-writes it as JSON to BENCH_JSON if set; BENCH_ENGINES=redis,etcd runs only
-those pairs. BENCH_QUICK=1 shrinks every size
-(a rehearsal of the script, not figures).
+directory) runs the metadata benchmark in the same phases. Prints one
+table (jfs, JuiceFS, ratio, target) and writes it as JSON to BENCH_JSON if
+set; BENCH_ENGINES=redis,etcd runs only those pairs. BENCH_QUICK=1 shrinks
+every size (a rehearsal of the script, not figures).
 """
 import json
 import os
