@@ -149,19 +149,14 @@ pub fn opens(ino: Ino) -> KeyRange {
     KeyRange::prefix(&inode_key(ino, TAG_OPEN, 0))
 }
 
-/// Whether `key` is an open marker of `ino`.
-pub fn is_open(ino: Ino, key: &[u8]) -> bool {
-    key.starts_with(&inode_key(ino, TAG_OPEN, 0))
-}
-
 /// The keys of `ino` from its open markers to its extended attributes
 /// (with, between them, a symlink's target): what decides whether an inode
 /// losing its last link can go, and what goes with it, in one read.
 pub fn opens_to_xattrs(ino: Ino) -> KeyRange {
-    KeyRange {
-        start: inode_key(ino, TAG_OPEN, 0),
-        end: Some(inode_key(ino, TAG_XATTR + 1, 0)),
-    }
+    KeyRange::new(
+        inode_key(ino, TAG_OPEN, 0),
+        inode_key(ino, TAG_XATTR + 1, 0),
+    )
 }
 
 /// All keys of one inode.

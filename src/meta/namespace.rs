@@ -610,8 +610,9 @@ impl Meta {
         closing: Option<u64>,
     ) -> MetaResult<bool> {
         let found = tx.scan_all(&keys::opens_to_xattrs(ino), 128, false).await?;
+        let markers = keys::opens(ino);
         let open = found.iter().any(|(key, _)| {
-            keys::is_open(ino, key) && closing.is_none_or(|sid| *key != keys::open(ino, sid))
+            markers.contains(key) && closing.is_none_or(|sid| *key != keys::open(ino, sid))
         });
         if open {
             return Ok(false);
