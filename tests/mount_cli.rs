@@ -567,3 +567,49 @@ fn metrics_endpoint_and_stats_show_a_live_mount() {
     );
     assert!(!v.is_mounted());
 }
+
+/// The files under `dir`, recursively: a local-directory store's objects.
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| match e.file_type().unwrap().is_dir() {
+            true => files_under(&e.path()),
+            false => 1,
+        })
+        .sum()
+}
+
+#[test]
+fn deleted_data_goes_soon_not_at_the_next_upkeep() {
+    let v = TestVolume::format("reclaim");
+    // Upkeep each minute: the reclaim asked for here comes from the delete.
+    v.mount(&["--heartbeat", "12"]);
+    let store = std::path::Path::new(&v.bucket);
+    let before = files_under(store);
+    std::fs::write(v.path("big"), pattern(9 << 20, 3)).unwrap();
+    std::fs::write(v.path("small"), b"gone soon").unwrap();
+    std::fs::write(v.path("kept"), b"stays").unwrap();
+    let written = files_under(store);
+    assert!(
+        written >= before + 5,
+        "{before} objects before, {written} after"
+    );
+    std::fs::remove_file(v.path("big")).unwrap();
+    std::fs::remove_file(v.path("small")).unwrap();
+    // Well inside the minute to the next upkeep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while files_under(store) > before + 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        files_under(store),
+        before + 1,
+        "the deleted files' blocks are still stored"
+    );
+    assert_eq!(std::fs::read(v.path("kept")).unwrap(), b"stays");
+    v.umount();
+    v.fsck().unwrap();
+}

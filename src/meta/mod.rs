@@ -77,6 +77,9 @@ pub struct Meta {
     /// Slice ids reserved for uploads and already marked pending, handed
     /// out by [`Meta::upload_slice_id`].
     reserved_slices: tokio::sync::Mutex<Vec<u64>>,
+    /// Woken when this client queues data to reclaim (a deleted file, a
+    /// released slice), for [`Meta::reclaim_queued`].
+    reclaim_work: tokio::sync::Notify,
 }
 
 /// An inode a name pointed to, and whether it is a directory.
@@ -230,6 +233,7 @@ impl Meta {
             lock_released: tokio::sync::Notify::new(),
             hints: std::sync::Mutex::new(Hints::default()),
             reserved_slices: tokio::sync::Mutex::new(Vec::new()),
+            reclaim_work: tokio::sync::Notify::new(),
         })
     }
 

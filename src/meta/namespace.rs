@@ -666,6 +666,7 @@ impl Meta {
                     keys::deleted_file(ino, attr.length),
                     encode_counter(Timestamp::now().sec),
                 )?;
+                self.reclaim_work.notify_one();
             }
             _ => {}
         }

@@ -126,8 +126,17 @@ impl Meta {
             tx.delete(refs_key)?;
         } else {
             tx.put(released(id, size), Vec::new())?;
+            self.reclaim_work.notify_one();
         }
         Ok(())
+    }
+
+    /// Returns once this client has queued data to reclaim since the last
+    /// call returned (at once if it did meanwhile). The queueing
+    /// transaction may not have committed yet when it returns: a reclaimer
+    /// waits a moment before its pass.
+    pub async fn reclaim_queued(&self) {
+        self.reclaim_work.notified().await
     }
 
     /// Records that this session is about to upload the blocks of slice
