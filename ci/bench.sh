@@ -17,6 +17,7 @@ fi
 cargo build --release --bins --quiet
 unset JFS_TEST_REDIS JFS_TEST_ETCD JFS_TEST_S3
 . ci/s3.sh
+export BENCH_S3_PID=$s3_pid
 . ci/etcd.sh
 . ci/redis.sh
 # Small S3 GETs on loopback stall ~40 ms on delayed ACKs unless the route

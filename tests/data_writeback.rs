@@ -87,6 +87,10 @@ fn main() {
             "data_writeback::staged_blocks_read_back_before_upload_and_drain",
             || tokio::runtime::Runtime::new()?.block_on(read_before_upload()),
         ),
+        Trial::test(
+            "data_writeback::a_file_deleted_before_its_upload_leaves_no_object",
+            || tokio::runtime::Runtime::new()?.block_on(deleted_before_upload()),
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -201,6 +205,41 @@ async fn read_before_upload() -> Result<(), Failed> {
         || behind.list("chunks/", None, 100).await?.len() != SIZE / BLOCK as usize
     {
         return Err("uploads did not complete".into());
+    }
+    Ok(())
+}
+
+/// A file deleted while its blocks wait in the staging area: a reclaim
+/// pass then deletes nothing (the uploads would store the blocks again
+/// after it), the pass after the uploads deletes every one.
+async fn deleted_before_upload() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir()?;
+    let meta = Arc::new(common::mem_meta(volume()).await);
+    let (stuck, open, behind) = stuck();
+    let staging = Staging::open(tmp.path(), &meta.volume().uuid)?;
+    let store = DataStore::with_options(meta.clone(), stuck, writeback(staging))?;
+    let (ino, _) = meta
+        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
+        .await?;
+    let mut w = FileWriter::new(store.clone(), ino);
+    w.write(0, &pattern()).await?;
+    w.flush().await?;
+    drop(w);
+    meta.unlink(&Ctx::root(), ROOT_INO, b"f").await?;
+    let early = store.reclaim().await?;
+    if early != 0 {
+        return Err(format!("{early} objects deleted while still uploading").into());
+    }
+    open.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), store.wait_uploads()).await?;
+    let uploaded = behind.list("chunks/", None, 100).await?.len();
+    if uploaded != SIZE / BLOCK as usize {
+        return Err(format!("{uploaded} objects uploaded").into());
+    }
+    let late = store.reclaim().await?;
+    let left = behind.list("chunks/", None, 100).await?.len();
+    if late != uploaded as u64 || left != 0 {
+        return Err(format!("the pass after the uploads deleted {late}, left {left}").into());
     }
     Ok(())
 }

@@ -82,8 +82,16 @@ impl DataStore {
         // Holes among the replaced records must keep hiding older data only
         // inside [start, end); outside it nothing older remains.
         let replaced = self.meta.replace_chunk(ino, index, &plain, record).await?;
-        if !replaced && record.id != 0 {
-            self.delete_slice_objects(record.id, record.size).await?;
+        // Not while its blocks still upload from the staging area: the
+        // pending mark stays, and the abandoned-upload cleanup deletes
+        // them once this session has ended.
+        if !replaced
+            && record.id != 0
+            && self
+                .delete_slice_objects(record.id, record.size)
+                .await?
+                .is_some()
+        {
             self.meta.forget_pending(record.id).await?;
         }
         Ok(replaced)
@@ -100,16 +108,22 @@ impl DataStore {
         reader.read_records(records, start, end).await
     }
 
-    pub(crate) async fn delete_slice_objects(&self, id: u64, size: u32) -> DataResult<u64> {
+    /// Deletes the objects of slice `id` (`size` bytes); returns how
+    /// many, or None, deleting nothing, while a block of it is staged here
+    /// (`--writeback`): its upload would store it again after the delete.
+    pub(crate) async fn delete_slice_objects(&self, id: u64, size: u32) -> DataResult<Option<u64>> {
         let bs = self.block_size as u64;
-        let mut deleted = 0;
-        for index in 0..(size as u64).div_ceil(bs) {
-            let len = (size as u64 - index * bs).min(bs) as u32;
-            self.objects
-                .delete(&block_key(id, index as u32, len))
-                .await?;
-            deleted += 1;
+        let blocks = (size as u64).div_ceil(bs);
+        let key =
+            |index: u64| block_key(id, index as u32, (size as u64 - index * bs).min(bs) as u32);
+        if let Some(staging) = &self.staging {
+            if (0..blocks).any(|index| staging.holds(&key(index))) {
+                return Ok(None);
+            }
         }
-        Ok(deleted)
+        for index in 0..blocks {
+            self.objects.delete(&key(index)).await?;
+        }
+        Ok(Some(blocks))
     }
 }

@@ -310,8 +310,12 @@ impl DataStore {
                 return Ok(deleted);
             }
             for &(id, size) in &slices {
-                deleted += self.delete_slice_objects(id, size).await?;
-                self.meta.forget_released_slice(id, size).await?;
+                // A slice still uploading from this host's staging area
+                // waits for a later pass.
+                if let Some(n) = self.delete_slice_objects(id, size).await? {
+                    deleted += n;
+                    self.meta.forget_released_slice(id, size).await?;
+                }
             }
             after = slices.last().copied();
         }

@@ -19,6 +19,8 @@ pub struct Staging {
     root: PathBuf,
     in_flight: AtomicUsize,
     drained: Notify,
+    /// Blocks being uploaded now, by key.
+    uploading: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Staging {
@@ -29,6 +31,7 @@ impl Staging {
             root,
             in_flight: AtomicUsize::new(0),
             drained: Notify::new(),
+            uploading: Default::default(),
         })
     }
 
@@ -58,6 +61,16 @@ impl Staging {
         std::fs::read(self.path(key)).ok()
     }
 
+    /// Whether block `key` is staged here, or being uploaded from here: a
+    /// delete of its object now would be undone by the upload.
+    pub fn holds(&self, key: &str) -> bool {
+        self.lock_uploading().contains(key) || self.path(key).exists()
+    }
+
+    fn lock_uploading(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.uploading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Blocks staged and not yet uploaded (by this mount).
     pub fn pending(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
@@ -83,6 +96,7 @@ impl Staging {
         uploads: Arc<UploadLimit>,
     ) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.lock_uploading().insert(key.clone());
         let staging = self.clone();
         tokio::spawn(async move {
             let permit = uploads.acquire().await;
@@ -92,6 +106,7 @@ impl Staging {
                     tracing::warn!(object = %key, error = %e, "staged block not uploaded; it will be retried at the next mount");
                 }
             }
+            staging.lock_uploading().remove(&key);
             staging.in_flight.fetch_sub(1, Ordering::SeqCst);
             staging.drained.notify_waiters();
         });
