@@ -178,7 +178,19 @@ async fn kill9_recovery() -> Result<(), Failed> {
     Ok(())
 }
 
-async fn read_before_upload() -> Result<(), Failed> {
+/// A writeback store whose uploads wait until `open` is set, and file
+/// `f` written and flushed there (its blocks staged, not uploaded). The
+/// staging area lives as long as `_tmp` is kept.
+struct Staged {
+    _tmp: tempfile::TempDir,
+    meta: Arc<Meta>,
+    store: Arc<DataStore>,
+    ino: jfs::meta::Ino,
+    open: Arc<AtomicBool>,
+    behind: Arc<dyn ObjectStore>,
+}
+
+async fn staged_file() -> Result<Staged, Failed> {
     let tmp = tempfile::tempdir()?;
     let meta = Arc::new(common::mem_meta(volume()).await);
     let (stuck, open, behind) = stuck();
@@ -190,6 +202,25 @@ async fn read_before_upload() -> Result<(), Failed> {
     let mut w = FileWriter::new(store.clone(), ino);
     w.write(0, &pattern()).await?;
     w.flush().await?;
+    Ok(Staged {
+        _tmp: tmp,
+        meta,
+        store,
+        ino,
+        open,
+        behind,
+    })
+}
+
+async fn read_before_upload() -> Result<(), Failed> {
+    let Staged {
+        _tmp,
+        store,
+        ino,
+        open,
+        behind,
+        ..
+    } = staged_file().await?;
     if store.pending_uploads() != SIZE / BLOCK as usize {
         return Err(format!("{} pending uploads", store.pending_uploads()).into());
     }
@@ -213,18 +244,14 @@ async fn read_before_upload() -> Result<(), Failed> {
 /// pass then deletes nothing (the uploads would store the blocks again
 /// after it), the pass after the uploads deletes every one.
 async fn deleted_before_upload() -> Result<(), Failed> {
-    let tmp = tempfile::tempdir()?;
-    let meta = Arc::new(common::mem_meta(volume()).await);
-    let (stuck, open, behind) = stuck();
-    let staging = Staging::open(tmp.path(), &meta.volume().uuid)?;
-    let store = DataStore::with_options(meta.clone(), stuck, writeback(staging))?;
-    let (ino, _) = meta
-        .mknod(&Ctx::root(), ROOT_INO, b"f", FileKind::File, 0o644, 0)
-        .await?;
-    let mut w = FileWriter::new(store.clone(), ino);
-    w.write(0, &pattern()).await?;
-    w.flush().await?;
-    drop(w);
+    let Staged {
+        _tmp,
+        meta,
+        store,
+        open,
+        behind,
+        ..
+    } = staged_file().await?;
     meta.unlink(&Ctx::root(), ROOT_INO, b"f").await?;
     let early = store.reclaim().await?;
     if early != 0 {
