@@ -6,7 +6,6 @@
 //! close-to-open guarantee across hosts waits for the upload.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -17,10 +16,10 @@ use crate::object::{ObjectError, ObjectResult, ObjectStore};
 
 pub struct Staging {
     root: PathBuf,
-    in_flight: AtomicUsize,
-    drained: Notify,
-    /// Blocks being uploaded now, by key.
+    /// Blocks staged by this mount and not uploaded yet, by key (each
+    /// block's key is its own: slice ids are never reused).
     uploading: std::sync::Mutex<std::collections::HashSet<String>>,
+    drained: Notify,
 }
 
 impl Staging {
@@ -29,9 +28,8 @@ impl Staging {
         std::fs::create_dir_all(&root)?;
         Ok(Staging {
             root,
-            in_flight: AtomicUsize::new(0),
-            drained: Notify::new(),
             uploading: Default::default(),
+            drained: Notify::new(),
         })
     }
 
@@ -73,7 +71,7 @@ impl Staging {
 
     /// Blocks staged and not yet uploaded (by this mount).
     pub fn pending(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        self.lock_uploading().len()
     }
 
     /// Waits until every block this mount staged is uploaded.
@@ -95,7 +93,6 @@ impl Staging {
         objects: Arc<dyn ObjectStore>,
         uploads: Arc<UploadLimit>,
     ) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.lock_uploading().insert(key.clone());
         let staging = self.clone();
         tokio::spawn(async move {
@@ -107,7 +104,6 @@ impl Staging {
                 }
             }
             staging.lock_uploading().remove(&key);
-            staging.in_flight.fetch_sub(1, Ordering::SeqCst);
             staging.drained.notify_waiters();
         });
     }
