@@ -194,16 +194,7 @@ impl Meta {
         if ids.is_empty() {
             return Ok(());
         }
-        self.txn("forget_pending", |tx| {
-            let ids = &ids;
-            async move {
-                for &id in ids {
-                    tx.delete(pending(id))?;
-                }
-                Ok(())
-            }
-        })
-        .await
+        self.forget_pending_all(&ids).await
     }
 
     /// Pending uploads whose session is gone (or that had none): their
@@ -261,8 +252,14 @@ impl Meta {
 
     /// Forgets a pending upload once its blocks are deleted.
     pub async fn forget_pending(&self, id: u64) -> MetaResult<()> {
+        self.forget_pending_all(&[id]).await
+    }
+
+    async fn forget_pending_all(&self, ids: &[u64]) -> MetaResult<()> {
         self.txn("forget_pending", |tx| async move {
-            tx.delete(pending(id))?;
+            for &id in ids {
+                tx.delete(pending(id))?;
+            }
             Ok(())
         })
         .await
